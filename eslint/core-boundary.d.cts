@@ -1,0 +1,3 @@
+import type { Linter } from 'eslint';
+declare const coreBoundary: Linter.Config;
+export = coreBoundary;

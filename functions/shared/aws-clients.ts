@@ -1,0 +1,35 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { S3Client } from '@aws-sdk/client-s3';
+
+/**
+ * SDK clients built once and passed in (STYLE.md 6). The only AWS-aware code that knows about local mode:
+ * with an endpoint override (DynamoDB Local, s3rver) S3 needs path-style addressing and checksums only when
+ * required, because s3rver stores aws-chunked framing inside streamed objects otherwise. AWS keeps its defaults.
+ */
+export interface AwsClients {
+  dynamodb: DynamoDBClient;
+  documents: DynamoDBDocumentClient;
+  s3: S3Client;
+}
+
+export function isLocalEndpoint(env: NodeJS.ProcessEnv = process.env): boolean {
+  return Boolean(env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL);
+}
+
+export function makeAwsClients(env: NodeJS.ProcessEnv = process.env): AwsClients {
+  const dynamodb = new DynamoDBClient({});
+  const documents = DynamoDBDocumentClient.from(dynamodb, {
+    marshallOptions: { removeUndefinedValues: true },
+  });
+  const s3 = new S3Client(
+    isLocalEndpoint(env)
+      ? {
+          forcePathStyle: true,
+          requestChecksumCalculation: 'WHEN_REQUIRED',
+          responseChecksumValidation: 'WHEN_REQUIRED',
+        }
+      : {},
+  );
+  return { dynamodb, documents, s3 };
+}

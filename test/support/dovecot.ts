@@ -1,0 +1,268 @@
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { freePorts, startChild, stopChild, waitForPort } from '../../functions/local/processes';
+
+const run = promisify(execFile);
+
+/** Where a private Dovecot instance listens and how to reach it. Serializable: it travels to jest workers. */
+export interface DovecotInfo {
+  dir: string;
+  configFile: string;
+  /** One passwd-file per user (`users/<name>`): Dovecot opens a new file at the first lookup, where a shared
+   *  file is re-read at most once a second and a user added within that second would be unknown. */
+  usersDir: string;
+  dataDir: string;
+  /** PEM of the CA that signed the server certificate (CN=localhost, SAN DNS:localhost + IP:127.0.0.1). */
+  caFile: string;
+  host: '127.0.0.1';
+  /** Loopback address whose listeners do not offer STARTTLS/STLS (a `local` block with ssl = no). */
+  noTlsHost: '127.0.0.2';
+  servername: 'localhost';
+  ports: { imap: number; imaps: number; pop3: number; pop3s: number };
+  /** uid/gid that own mail files (mail:mail when run as root, else the current user). */
+  uid: number;
+  gid: number;
+}
+
+const DOVECOT_CANDIDATES = ['/usr/sbin/dovecot', '/usr/local/sbin/dovecot'];
+
+function findBinary(name: string, candidates: string[]): string | undefined {
+  for (const c of candidates) if (fs.existsSync(c)) return c;
+  try {
+    return execFileSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Finds dovecot (with the IMAP and POP3 servers); installs the Debian packages when it is missing and we are
+ * root with apt, else fails with what to install.
+ */
+export function ensureDovecot(): { dovecot: string; doveadm: string } {
+  const present = () => {
+    const dovecot = findBinary('dovecot', DOVECOT_CANDIDATES);
+    const doveadm = findBinary('doveadm', ['/usr/bin/doveadm', '/usr/local/bin/doveadm']);
+    const modules = ['/usr/lib/dovecot/imap', '/usr/lib/dovecot/pop3'].every((p) => fs.existsSync(p));
+    return dovecot && doveadm && modules ? { dovecot, doveadm } : undefined;
+  };
+  const found = present();
+  if (found) return found;
+  const isRoot = process.getuid?.() === 0;
+  const hasApt = fs.existsSync('/usr/bin/apt-get');
+  if (!isRoot || !hasApt) {
+    throw new Error(
+      'Dovecot is needed by the integration tests and is not installed. Install the packages ' +
+        '`dovecot-imapd` and `dovecot-pop3d` (Debian/Ubuntu: sudo apt-get install dovecot-imapd dovecot-pop3d), then run npm test again.',
+    );
+  }
+  process.stderr.write('[harness] installing dovecot-imapd dovecot-pop3d with apt-get...\n');
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  execFileSync('apt-get', ['update', '-qq'], { stdio: 'ignore', env });
+  execFileSync('apt-get', ['install', '-y', '-qq', 'dovecot-imapd', 'dovecot-pop3d'], {
+    stdio: 'ignore',
+    env,
+  });
+  const after = present();
+  if (!after)
+    throw new Error('apt-get installed dovecot-imapd and dovecot-pop3d, but dovecot is still not found');
+  return after;
+}
+
+async function makeCertificates(tlsDir: string): Promise<void> {
+  fs.mkdirSync(tlsDir, { recursive: true });
+  const p = (f: string) => path.join(tlsDir, f);
+  fs.writeFileSync(
+    p('server.ext'),
+    'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n',
+  );
+  const openssl = (...args: string[]) => run('openssl', args);
+  await openssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    p('ca.key'),
+    '-out',
+    p('ca.pem'),
+    '-days',
+    '3650',
+    '-subj',
+    '/CN=Tributary Test CA',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+  );
+  await openssl(
+    'req',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    p('key.pem'),
+    '-out',
+    p('server.csr'),
+    '-subj',
+    '/CN=localhost',
+  );
+  await openssl(
+    'x509',
+    '-req',
+    '-in',
+    p('server.csr'),
+    '-CA',
+    p('ca.pem'),
+    '-CAkey',
+    p('ca.key'),
+    '-CAcreateserial',
+    '-out',
+    p('cert.pem'),
+    '-days',
+    '3650',
+    '-extfile',
+    p('server.ext'),
+  );
+  fs.chmodSync(p('key.pem'), 0o600);
+}
+
+function configText(dir: string, info: Omit<DovecotInfo, 'configFile'>, asRoot: boolean): string {
+  const user = asRoot ? '' : (process.env.USER ?? execFileSync('id', ['-un'], { encoding: 'utf8' }).trim());
+  const group = asRoot ? '' : execFileSync('id', ['-gn'], { encoding: 'utf8' }).trim();
+  const nonRoot = asRoot
+    ? ''
+    : `default_login_user = ${user}\ndefault_internal_user = ${user}\ndefault_internal_group = ${group}\n` +
+      `service imap-login { chroot = }\nservice pop3-login { chroot = }\n`;
+  return `# Generated by the Tributary test harness: a private instance on loopback.
+instance_name = tributary-test
+base_dir = ${dir}/run
+state_dir = ${dir}/state
+log_path = ${dir}/dovecot.log
+info_log_path = ${dir}/dovecot.log
+protocols = imap pop3
+listen = 127.0.0.1
+ssl = yes
+ssl_cert = <${dir}/tls/cert.pem
+ssl_key = <${dir}/tls/key.pem
+ssl_dh = </usr/share/dovecot/dh.pem
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_verbose = yes
+first_valid_uid = ${info.uid}
+first_valid_gid = ${info.gid}
+mail_location = maildir:~/Maildir
+mail_plugins = $mail_plugins quota
+${nonRoot}
+namespace inbox {
+  inbox = yes
+  separator = /
+  mailbox Drafts {
+    special_use = \\Drafts
+    auto = create
+  }
+  mailbox Sent {
+    special_use = \\Sent
+    auto = create
+  }
+  mailbox Trash {
+    special_use = \\Trash
+    auto = create
+  }
+}
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u ${info.usersDir}/%u
+}
+userdb {
+  driver = passwd-file
+  args = username_format=%u ${info.usersDir}/%u
+}
+plugin {
+  quota = count:User quota
+  quota_vsizes = yes
+  quota_rule = *:storage=1G
+}
+protocol imap {
+  mail_plugins = $mail_plugins imap_quota
+  mail_max_userip_connections = 200
+}
+protocol pop3 {
+  mail_max_userip_connections = 200
+  pop3_uidl_format = %08Xu%08Xv
+  pop3_lock_session = no
+}
+# A second loopback address whose plain listeners do not offer STARTTLS/STLS.
+local ${info.noTlsHost} {
+  ssl = no
+}
+service imap-login {
+  inet_listener imap {
+    address = ${info.host}, ${info.noTlsHost}
+    port = ${info.ports.imap}
+  }
+  inet_listener imaps {
+    address = ${info.host}
+    port = ${info.ports.imaps}
+    ssl = yes
+  }
+}
+service pop3-login {
+  inet_listener pop3 {
+    address = ${info.host}, ${info.noTlsHost}
+    port = ${info.ports.pop3}
+  }
+  inet_listener pop3s {
+    address = ${info.host}
+    port = ${info.ports.pop3s}
+    ssl = yes
+  }
+}
+`;
+}
+
+/** A private Dovecot on loopback: its own config, users, Maildirs, quota plugin and TLS certificate. */
+export async function startDovecot(dir: string): Promise<{ info: DovecotInfo; stop: () => Promise<void> }> {
+  const { dovecot } = ensureDovecot();
+  const asRoot = process.getuid?.() === 0;
+  fs.mkdirSync(dir, { recursive: true });
+  fs.chmodSync(dir, 0o755); // the mail uid must traverse it
+  for (const d of ['run', 'state', 'data']) fs.mkdirSync(path.join(dir, d), { recursive: true });
+  fs.chmodSync(path.join(dir, 'data'), 0o755);
+  await makeCertificates(path.join(dir, 'tls'));
+  const [imap, imaps, pop3, pop3s] = await freePorts(4);
+  const base: Omit<DovecotInfo, 'configFile'> = {
+    dir,
+    usersDir: path.join(dir, 'users'),
+    dataDir: path.join(dir, 'data'),
+    caFile: path.join(dir, 'tls', 'ca.pem'),
+    host: '127.0.0.1',
+    noTlsHost: '127.0.0.2',
+    servername: 'localhost',
+    ports: { imap: imap!, imaps: imaps!, pop3: pop3!, pop3s: pop3s! },
+    uid: asRoot ? 8 : process.getuid!(),
+    gid: asRoot ? 8 : process.getgid!(),
+  };
+  const info: DovecotInfo = { ...base, configFile: path.join(dir, 'dovecot.conf') };
+  fs.mkdirSync(info.usersDir, { recursive: true });
+  fs.chmodSync(info.usersDir, 0o755);
+  fs.writeFileSync(info.configFile, configText(dir, base, asRoot));
+  // -F keeps the master in the foreground, so it is our child and dies with us; stdio detached (notes: pitfall 16).
+  const stderrFile = path.join(dir, 'dovecot.stderr');
+  const out = fs.openSync(stderrFile, 'a');
+  const child: ChildProcess = startChild(dovecot, ['-F', '-c', info.configFile], {
+    stdio: ['ignore', out, out],
+  });
+  fs.closeSync(out);
+  let exitReason: string | undefined;
+  child.once('exit', (code, signal) => {
+    const said = fs.readFileSync(stderrFile, 'utf8').trim().split('\n').slice(-5).join('\n');
+    exitReason = `dovecot exited early (code ${code}, signal ${signal}): ${said}; see ${dir}/dovecot.log`;
+  });
+  for (const port of Object.values(info.ports)) await waitForPort(port, 15000, () => exitReason);
+  return { info, stop: () => stopChild(child) };
+}
