@@ -1,0 +1,15 @@
+/** Every key of the table is spelled here and nowhere else (STYLE.md 3). */
+export const keys = {
+  sourcePk: (sourceId: string) => `SRC#${sourceId}`,
+  messageSk: (identity: string) => `MSG#${identity}`,
+  messagePrefix: 'MSG#',
+  contentSk: (contentSha256: string, identity: string) => `SHA#${contentSha256}#${identity}`,
+  contentPrefix: (contentSha256: string) => `SHA#${contentSha256}#`,
+  folderStateSk: (folder: string) => `STATE#imap#${folder}`,
+  leaseSk: 'LEASE',
+  statsSk: 'STATS',
+  statusSk: 'STATUS',
+  inboxPk: 'INBOX',
+  /** Newest first by date, then stable. */
+  inboxSk: (sortDate: string, sourceId: string, identity: string) => `${sortDate}#${sourceId}#${identity}`,
+} as const;

@@ -1,0 +1,413 @@
+import tls from 'node:tls';
+import net from 'node:net';
+import { ImapFlow } from 'imapflow';
+import { UpstreamError, type ErrorCode } from '../../core/errors';
+import type { FolderStatus, Source } from '../../core/model';
+import type { Bytes, ConnectOptions, ImapSession, Logger, TlsInfo } from '../../core/ports';
+
+/** Messages up to this size come in one pipelined FETCH; bigger ones are streamed in chunks (bounded memory). */
+const BULK_LIMIT_BYTES = 1024 * 1024;
+/** One pipelined FETCH asks for at most this many bytes of small messages. */
+const BATCH_BYTES = 16 * 1024 * 1024;
+const STREAM_CHUNK_BYTES = 1024 * 1024;
+
+/** imapflow's logger, routed to ours: only warnings and errors, never protocol traffic (it could hold mail). */
+function loggerAdapter(logger?: Logger) {
+  if (!logger) return false as const;
+  const pick = (o: unknown) => (typeof o === 'object' && o && 'msg' in o ? String(o.msg) : String(o));
+  const noop = () => undefined;
+  return {
+    trace: noop,
+    debug: noop,
+    info: noop,
+    warn: (o: unknown) => logger.warn(`imap: ${pick(o)}`),
+    error: (o: unknown) => logger.error(`imap: ${pick(o)}`),
+  };
+}
+
+/** Turns what imapflow, Node's TLS and DNS throw into an error a person can act on. */
+export function imapError(source: Source, err: unknown, stage: string): UpstreamError {
+  if (err instanceof UpstreamError) return err;
+  const e = (err ?? {}) as {
+    code?: string;
+    message?: string;
+    authenticationFailed?: boolean;
+    tlsFailed?: boolean;
+    responseText?: string;
+    serverResponseCode?: string;
+  };
+  const where = `${source.host}:${source.port}`;
+  const make = (code: ErrorCode, message: string, retryable: boolean) =>
+    new UpstreamError(code, message, retryable, { cause: err });
+  if (e.authenticationFailed) {
+    return make(
+      'AUTH_FAILED',
+      `IMAP login refused by ${source.host} for user ${source.user}: check the password (an app password if the provider requires one)${e.responseText ? ` (server said: ${e.responseText})` : ''}`,
+      false,
+    );
+  }
+  if (e.tlsFailed) {
+    return make(
+      'STARTTLS_UNAVAILABLE',
+      `${where} does not offer STARTTLS, and this source requires it: nothing was sent in clear. Use tls "implicit" with the IMAPS port (usually 993) if the server has one.`,
+      false,
+    );
+  }
+  switch (e.code) {
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return make(
+        'HOST_NOT_FOUND',
+        `the host name ${source.host} does not resolve: check the spelling of "host"`,
+        e.code === 'EAI_AGAIN',
+      );
+    case 'ECONNREFUSED':
+      return make(
+        'CONNECTION_REFUSED',
+        `nothing accepts connections on ${where}: check "host" and "port" (IMAPS is usually 993, IMAP 143)`,
+        true,
+      );
+    case 'CONNECT_TIMEOUT':
+    case 'GREETING_TIMEOUT':
+    case 'UPGRADE_TIMEOUT':
+    case 'ETIMEOUT':
+    case 'ETIMEDOUT':
+      return make('TIMEOUT', `${where} did not answer in time during ${stage}`, true);
+    case 'ERR_TLS_CERT_ALTNAME_INVALID':
+      return make(
+        'TLS_HOSTNAME_MISMATCH',
+        `the certificate of ${where} is not valid for the name ${source.servername ?? source.host}: ${e.message}`,
+        false,
+      );
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
+    case 'CERT_HAS_EXPIRED':
+    case 'CERT_UNTRUSTED':
+      return make(
+        'TLS_CERT_UNTRUSTED',
+        `the certificate of ${where} is not trusted (${e.code}): if the server uses a private CA, give its certificate as "caFile"`,
+        false,
+      );
+    case 'NONEXISTENT':
+      return make('FOLDER_NOT_FOUND', `${stage}: the folder does not exist on ${source.host}`, false);
+  }
+  if (
+    typeof e.code === 'string' &&
+    (e.code.startsWith('ParserError') || e.code === 'InvalidResponse' || e.code === 'ClosedAfterConnectText')
+  ) {
+    return make(
+      'NOT_THAT_PROTOCOL',
+      `${where} does not speak IMAP${e.tlsFailed ? '' : ' (or not with this TLS mode)'}: check "port", "protocol" and "tls"`,
+      false,
+    );
+  }
+  if (/ssl|tls|wrong version number|handshake/i.test(e.message ?? '') || e.code?.startsWith('ERR_SSL')) {
+    return make(
+      'TLS_FAILED',
+      `TLS with ${where} failed: ${e.message}. Check "tls" and "port" (IMAPS is usually 993 with "implicit")`,
+      false,
+    );
+  }
+  if (
+    e.code === 'NoConnection' ||
+    e.code === 'EConnectionClosed' ||
+    e.code === 'ECONNRESET' ||
+    e.code === 'EPIPE'
+  ) {
+    return make('CONNECTION_LOST', `the connection to ${where} was lost during ${stage}`, true);
+  }
+  return make(
+    'PROTOCOL_ERROR',
+    `IMAP ${stage} on ${where} failed: ${e.responseText ?? e.message ?? String(err)}`,
+    true,
+  );
+}
+
+/**
+ * After a greeting timeout: what does the port say? A POP3 (`+OK`) or SMTP (`220`) greeting means the user gave
+ * the wrong port or protocol, which deserves its own message. Only the greeting line is read; nothing is sent.
+ */
+async function probeGreeting(
+  source: Source,
+  servername: string | undefined,
+  timeoutMs: number,
+): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const options = { host: source.host, port: source.port };
+    const socket =
+      source.tls === 'implicit'
+        ? tls.connect({
+            ...options,
+            ...(servername ? { servername } : {}),
+            ...(source.ca ? { ca: [...tls.rootCertificates, source.ca] } : {}),
+          })
+        : net.connect(options);
+    let text = '';
+    const done = (what: string | undefined) => {
+      socket.destroy();
+      resolve(what);
+    };
+    socket.setTimeout(timeoutMs, () => done(undefined));
+    socket.on('error', () => done(undefined));
+    socket.on('data', (chunk: Buffer) => {
+      text += chunk.toString('latin1');
+      if (!text.includes('\n')) return;
+      if (/^\+OK/i.test(text)) done('a POP3 server');
+      else if (/^220[ -]/.test(text)) done('an SMTP server');
+      else if (/^\* (OK|PREAUTH|BYE)/i.test(text)) done(undefined);
+      else done(`something else ("${text.slice(0, 40).trim()}")`);
+    });
+  });
+}
+
+function tlsInfoOf(client: ImapFlow): TlsInfo | undefined {
+  const socket = (client as unknown as { socket?: net.Socket }).socket;
+  if (!(socket instanceof tls.TLSSocket)) return undefined;
+  const cert = socket.getPeerCertificate();
+  const cipher = socket.getCipher();
+  return {
+    protocol: socket.getProtocol() ?? 'unknown',
+    cipher: cipher?.name ?? 'unknown',
+    subject: String(cert?.subject?.CN ?? ''),
+    issuer: String(cert?.issuer?.CN ?? ''),
+    validTo: cert?.valid_to ?? '',
+  };
+}
+
+export async function openImapSession(
+  source: Source,
+  password: string,
+  options: ConnectOptions & { logger?: Logger },
+): Promise<ImapSession> {
+  const servername = source.servername ?? (net.isIP(source.host) ? undefined : source.host);
+  const client = new ImapFlow({
+    host: source.host,
+    port: source.port,
+    secure: source.tls === 'implicit',
+    doSTARTTLS: source.tls === 'starttls' ? true : source.tls === 'none' ? false : undefined,
+    servername,
+    tls: {
+      rejectUnauthorized: true,
+      ...(servername ? { servername } : {}),
+      ...(source.ca ? { ca: [...tls.rootCertificates, source.ca] } : {}),
+    },
+    auth: { user: source.user, pass: password },
+    logger: loggerAdapter(options.logger),
+    connectionTimeout: options.timeoutMs,
+    // A real server greets at once; waiting long only delays telling the user the port is wrong.
+    greetingTimeout: Math.min(options.timeoutMs, 10_000),
+    socketTimeout: Math.max(options.timeoutMs, 10_000),
+    disableAutoIdle: true,
+    disableAutoEnable: true,
+  });
+  // A connection error after connect() would otherwise be an unhandled 'error' event.
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+  } catch (err) {
+    client.close();
+    const code = (err as { code?: string }).code;
+    if (
+      code === 'GREETING_TIMEOUT' ||
+      code === 'ClosedAfterConnectTLS' ||
+      code === 'ClosedAfterConnectText'
+    ) {
+      const other = await probeGreeting(source, servername, Math.min(options.timeoutMs, 5000));
+      if (other) {
+        throw new UpstreamError(
+          'NOT_THAT_PROTOCOL',
+          `${source.host}:${source.port} does not speak IMAP: it greets like ${other}. Check "port" and "protocol" (IMAPS is usually 993, IMAP 143)`,
+          false,
+          { cause: err },
+        );
+      }
+    }
+    throw imapError(source, err, 'connect and login');
+  }
+  return new ImapFlowSession(client, source);
+}
+
+class ImapFlowSession implements ImapSession {
+  readonly capabilities: ReadonlySet<string>;
+  readonly tls?: TlsInfo;
+
+  constructor(
+    private readonly client: ImapFlow,
+    private readonly source: Source,
+  ) {
+    this.capabilities = new Set([...client.capabilities.keys()].map((c) => c.toUpperCase()));
+    this.tls = tlsInfoOf(client);
+  }
+
+  async listFolders(): Promise<string[]> {
+    try {
+      return (await this.client.list()).map((m) => m.path);
+    } catch (err) {
+      throw imapError(this.source, err, 'LIST');
+    }
+  }
+
+  async openFolder(folder: string): Promise<FolderStatus> {
+    try {
+      const box = await this.client.mailboxOpen(folder, { readOnly: true });
+      return {
+        uidValidity: String(box.uidValidity),
+        uidNext: Number(box.uidNext),
+        exists: Number(box.exists),
+        highestModseq: box.highestModseq === undefined ? undefined : String(box.highestModseq),
+      };
+    } catch (err) {
+      const e = err as { serverResponseCode?: string; responseText?: string };
+      if (
+        e.serverResponseCode === 'NONEXISTENT' ||
+        /doesn't exist|does not exist|unknown mailbox/i.test(e.responseText ?? '')
+      ) {
+        throw new UpstreamError(
+          'FOLDER_NOT_FOUND',
+          `the folder "${folder}" does not exist on ${this.source.host} for user ${this.source.user}: check "folders" (names are case-sensitive, e.g. "INBOX" or "Archive/2024")`,
+          false,
+          { cause: err },
+        );
+      }
+      throw imapError(this.source, err, `EXAMINE ${folder}`);
+    }
+  }
+
+  async listUids(fromUid: number): Promise<Array<{ uid: number; size: number }>> {
+    const out: Array<{ uid: number; size: number }> = [];
+    try {
+      if ((this.client.mailbox && Number(this.client.mailbox.exists)) === 0) return out;
+      for await (const m of this.client.fetch(`${fromUid}:*`, { uid: true, size: true }, { uid: true })) {
+        // `n:*` also answers the highest UID when it is below n (RFC 3501): keep only what was asked.
+        if (m.uid >= fromUid) out.push({ uid: m.uid, size: Number(m.size ?? 0) });
+      }
+    } catch (err) {
+      throw imapError(this.source, err, 'UID FETCH (list)');
+    }
+    return out.sort((a, b) => a.uid - b.uid);
+  }
+
+  async fetchBodies(
+    messages: Array<{ uid: number; size: number }>,
+    onMessage: (uid: number, size: number, body: Bytes) => Promise<void>,
+  ): Promise<void> {
+    const sizes = new Map(messages.map((m) => [m.uid, m.size]));
+    const ordered = [...sizes.keys()].sort((a, b) => a - b);
+    let batch: number[] = [];
+    let batchBytes = 0;
+    const flush = async () => {
+      if (batch.length) await this.fetchBatch(batch, onMessage);
+      batch = [];
+      batchBytes = 0;
+    };
+    for (const uid of ordered) {
+      const size = sizes.get(uid)!;
+      if (size > BULK_LIMIT_BYTES) {
+        await flush();
+        await this.stream(uid, size, onMessage);
+        continue;
+      }
+      batch.push(uid);
+      batchBytes += size;
+      if (batchBytes >= BATCH_BYTES || batch.length >= 500) await flush();
+    }
+    await flush();
+  }
+
+  /** One pipelined UID FETCH BODY.PEEK[] for many small messages; imapflow waits for us between messages. */
+  private async fetchBatch(
+    uids: number[],
+    onMessage: (uid: number, size: number, body: Bytes) => Promise<void>,
+  ): Promise<void> {
+    let consumerError: Error | undefined;
+    try {
+      for await (const m of this.client.fetch(
+        compactUidSet(uids),
+        { uid: true, source: true },
+        { uid: true },
+      )) {
+        if (!m.source) continue;
+        const source = m.source;
+        try {
+          await onMessage(m.uid, source.length, oneChunk(source));
+        } catch (err) {
+          consumerError = err instanceof Error ? err : new Error(String(err));
+          throw consumerError;
+        }
+      }
+    } catch (err) {
+      if (consumerError !== undefined) throw consumerError;
+      throw imapError(this.source, err, 'UID FETCH BODY.PEEK[]');
+    }
+  }
+
+  /** A big message in chunks of BODY.PEEK[]<offset.length>: memory stays at one chunk. */
+  private async stream(
+    uid: number,
+    size: number,
+    onMessage: (uid: number, size: number, body: Bytes) => Promise<void>,
+  ): Promise<void> {
+    let download: Awaited<ReturnType<ImapFlow['download']>>;
+    try {
+      download = await this.client.download(String(uid), undefined, {
+        uid: true,
+        chunkSize: STREAM_CHUNK_BYTES,
+      });
+    } catch (err) {
+      throw imapError(this.source, err, `download UID ${uid}`);
+    }
+    if (!download.content) return; // expunged meanwhile
+    const content = download.content;
+    const source = this.source;
+    async function* body(): Bytes {
+      try {
+        for await (const chunk of content) yield chunk as Buffer;
+      } catch (err) {
+        throw imapError(source, err, `download UID ${uid}`);
+      }
+    }
+    try {
+      await onMessage(uid, size, body());
+    } finally {
+      content.destroy();
+    }
+  }
+
+  async quota(): Promise<{ usedBytes: number; limitBytes: number } | undefined> {
+    if (!this.capabilities.has('QUOTA')) return undefined;
+    try {
+      const q = await this.client.getQuota(this.client.mailbox ? this.client.mailbox.path : 'INBOX');
+      if (!q || !q.storage || q.storage.limit === undefined) return undefined;
+      return { usedBytes: Number(q.storage.usage ?? 0), limitBytes: Number(q.storage.limit) };
+    } catch (err) {
+      throw imapError(this.source, err, 'GETQUOTAROOT');
+    }
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.client.logout();
+    } catch {
+      this.client.close();
+    }
+  }
+}
+
+async function* oneChunk(buf: Buffer): Bytes {
+  yield buf;
+}
+
+/** `1:3,7,9:10` from a list of UIDs. */
+export function compactUidSet(uids: number[]): string {
+  const sorted = [...new Set(uids)].sort((a, b) => a - b);
+  const parts: string[] = [];
+  for (let i = 0; i < sorted.length;) {
+    let j = i;
+    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1) j++;
+    parts.push(i === j ? String(sorted[i]) : `${sorted[i]}:${sorted[j]}`);
+    i = j + 1;
+  }
+  return parts.join(',');
+}

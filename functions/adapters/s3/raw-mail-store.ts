@@ -1,0 +1,67 @@
+import { Readable } from 'node:stream';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  NotFound,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { StorageError, TributaryError } from '../../core/errors';
+import type { Bytes, RawMailStore } from '../../core/ports';
+
+/**
+ * Raw messages in S3, streamed: lib-storage sends one PutObject for a small message and a multipart upload for a
+ * big one, holding at most partSize x queueSize in memory whatever the message size.
+ */
+export class S3RawMailStore implements RawMailStore {
+  constructor(
+    private readonly s3: S3Client,
+    private readonly bucket: string,
+    private readonly options: { partSize?: number; queueSize?: number } = {},
+  ) {}
+
+  async put(key: string, body: Bytes, info: { sha256?: string; size?: number }): Promise<void> {
+    try {
+      await new Upload({
+        client: this.s3,
+        params: {
+          Bucket: this.bucket,
+          Key: key,
+          Body: Readable.from(body, { objectMode: false }),
+          ContentType: 'message/rfc822',
+          Metadata: info.sha256 ? { sha256: info.sha256 } : undefined,
+        },
+        partSize: this.options.partSize ?? 5 * 1024 * 1024,
+        queueSize: this.options.queueSize ?? 2,
+        leavePartsOnError: false,
+      }).done();
+    } catch (err) {
+      // An error from the body stream (the upstream connection, the time budget) is not a storage failure.
+      if (err instanceof TributaryError || !(err instanceof Error && '$metadata' in err)) throw err;
+      throw new StorageError(`could not store ${key} in bucket ${this.bucket}: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+  }
+
+  async get(key: string): Promise<Bytes> {
+    const out = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+    if (!out.Body) throw new StorageError(`object ${key} has no body`);
+    return out.Body as Readable;
+  }
+
+  async head(key: string): Promise<{ size: number; sha256?: string } | undefined> {
+    try {
+      const out = await this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      return { size: Number(out.ContentLength), sha256: out.Metadata?.sha256 };
+    } catch (err) {
+      if (err instanceof NotFound || (err as { name?: string }).name === 'NotFound') return undefined;
+      throw err;
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+  }
+}

@@ -1,0 +1,431 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { describeError, TributaryError } from '../core/errors';
+import type { MessageRecord, Source, SourceRunReport } from '../core/model';
+import type { Bytes } from '../core/ports';
+import { defaultHolder, syncSource, type SyncProgress } from '../core/sync';
+import { loadConfig, type Config } from '../shared/config';
+import { ConfiguredCredentials } from '../adapters/secrets/credentials';
+import { makeConnector, openRuntime, type Runtime } from '../shared/runtime';
+
+const USAGE = `tributary: your mail accounts in one inbox
+
+Usage:
+  tributary sync [--source ID] [--json] [--budget-seconds N]
+  tributary sources list [--json]
+  tributary sources test ID [--json]
+  tributary inbox [--source ID] [--limit N] [--cursor C] [--json]
+  tributary export --format maildir|mbox --out DIR [--source ID]
+
+Options:
+  --config FILE   the config file (default: $TRIBUTARY_CONFIG, else ./tributary.config.json)
+`;
+
+export interface Io {
+  out: (text: string) => void;
+  err: (text: string) => void;
+  isTty: boolean;
+}
+
+const defaultIo: Io = {
+  out: (t) => process.stdout.write(t),
+  err: (t) => process.stderr.write(t),
+  isTty: Boolean(process.stderr.isTTY),
+};
+
+class UsageError extends Error {}
+
+function mb(bytes: number): string {
+  return bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(1)} MB` : `${(bytes / 1024).toFixed(1)} KB`;
+}
+
+function pickSources(config: Config, id: string | undefined): Config['sources'] {
+  if (!id) return config.sources;
+  const found = config.sources.filter((s) => s.id === id);
+  if (!found.length)
+    throw new UsageError(
+      `no source "${id}" in ${config.file}; known: ${config.sources.map((s) => s.id).join(', ') || '(none)'}`,
+    );
+  return found;
+}
+
+/** Runs one CLI command; returns the exit status (0 ok, 1 a source failed, 2 bad usage or config). */
+export async function main(argv: string[], io: Io = defaultIo): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string' },
+        source: { type: 'string' },
+        json: { type: 'boolean', default: false },
+        limit: { type: 'string' },
+        cursor: { type: 'string' },
+        format: { type: 'string' },
+        out: { type: 'string' },
+        'budget-seconds': { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+  } catch (err) {
+    io.err(`${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  const [command, sub, arg] = positionals;
+  if (values.help || !command) {
+    io.out(USAGE);
+    return command || values.help ? 0 : 2;
+  }
+  let runtime: Runtime | undefined;
+  try {
+    const config = loadConfig(values.config);
+    const needsRuntime = () => openRuntime(config).then((r) => (runtime = r));
+    switch (command) {
+      case 'sync':
+        await needsRuntime();
+        return await runSync(runtime!, pickSources(config, values.source), values, io);
+      case 'sources':
+        if (sub === 'list') {
+          await needsRuntime();
+          return await listSources(runtime!, config, values.json, io);
+        }
+        if (sub === 'test') {
+          if (!arg) throw new UsageError('sources test needs a source id');
+          const [source] = pickSources(config, arg);
+          return await testSource(config, source!, values.json, io);
+        }
+        throw new UsageError(`unknown "sources ${sub ?? ''}": use "sources list" or "sources test ID"`);
+      case 'inbox':
+        await needsRuntime();
+        return await showInbox(runtime!, config, values, io);
+      case 'export':
+        await needsRuntime();
+        return await exportMail(runtime!, config, values, io);
+      default:
+        throw new UsageError(`unknown command "${command}"`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.err(`${err.message}\n\n${USAGE}`);
+      return 2;
+    }
+    const d = describeError(err);
+    io.err(`error [${d.code}]: ${d.message}\n`);
+    return err instanceof TributaryError && err.code === 'CONFIG_INVALID' ? 2 : 1;
+  } finally {
+    await runtime?.close();
+  }
+}
+
+async function runSync(
+  runtime: Runtime,
+  sources: Source[],
+  values: { json?: boolean; 'budget-seconds'?: string },
+  io: Io,
+): Promise<number> {
+  const budgetSeconds = values['budget-seconds'] ? Number(values['budget-seconds']) : 14 * 60;
+  if (!Number.isFinite(budgetSeconds) || budgetSeconds <= 0)
+    throw new UsageError('--budget-seconds must be a positive number');
+  const holder = defaultHolder();
+  const reports: SourceRunReport[] = [];
+  for (const source of sources) {
+    const started = Date.now();
+    let lastPrint = 0;
+    const onProgress = (p: SyncProgress) => {
+      if (values.json || !io.isTty || Date.now() - lastPrint < 250) return;
+      lastPrint = Date.now();
+      const secs = Math.max((Date.now() - started) / 1000, 0.001);
+      io.err(
+        `\r${source.id}: ${p.fetched}${p.planned !== undefined ? `/${p.planned}` : ''} messages, ${mb(p.fetchedBytes)} (${mb(p.fetchedBytes / secs)}/s)   `,
+      );
+    };
+    const report = await syncSource(runtime.deps, source, {
+      deadline: Date.now() + budgetSeconds * 1000,
+      holder,
+      onProgress,
+    });
+    reports.push(report);
+    if (!values.json) {
+      if (io.isTty) io.err('\r\x1b[K');
+      io.out(formatReport(report) + '\n');
+    }
+  }
+  const failed = reports.filter((r) => r.outcome === 'failed').length;
+  if (values.json) {
+    io.out(JSON.stringify({ sources: reports }, null, 2) + '\n');
+  } else if (reports.length > 1) {
+    const fetched = reports.reduce((n, r) => n + r.fetched, 0);
+    const bytes = reports.reduce((n, r) => n + r.fetchedBytes, 0);
+    io.out(`${reports.length} sources: ${fetched} new messages (${mb(bytes)}), ${failed} failed\n`);
+  }
+  return failed ? 1 : 0;
+}
+
+export function formatReport(r: SourceRunReport): string {
+  const secs = r.durationMs / 1000;
+  const rate = secs > 0 ? `, ${mb(r.fetchedBytes / secs)}/s` : '';
+  switch (r.outcome) {
+    case 'failed':
+      return `${r.sourceId}: FAILED [${r.error?.code}] ${r.error?.message}`;
+    case 'busy':
+      return `${r.sourceId}: busy: another sync of this source is running; nothing done`;
+    case 'disabled':
+      return `${r.sourceId}: disabled in the config; skipped`;
+    default: {
+      const more = r.outcome === 'more' ? ' (more to do: time budget spent, run sync again)' : '';
+      const notes = r.notes
+        .filter((n) => !n.includes('time budget'))
+        .map((n) => `\n  note: ${n}`)
+        .join('');
+      return `${r.sourceId}: ok, ${r.fetched} new message${r.fetched === 1 ? '' : 's'} (${mb(r.fetchedBytes)}${rate}) in ${secs.toFixed(1)} s${more}${notes}`;
+    }
+  }
+}
+
+async function listSources(
+  runtime: Runtime,
+  config: Config,
+  json: boolean | undefined,
+  io: Io,
+): Promise<number> {
+  const rows = [];
+  for (const s of config.sources) {
+    const summary = await runtime.index.summary(s.id);
+    rows.push({
+      id: s.id,
+      protocol: s.protocol,
+      server: `${s.host}:${s.port} (${s.tls})`,
+      user: s.user,
+      folders: s.folders,
+      enabled: s.enabled,
+      retention: s.retention,
+      inbox: { messages: summary.messages, bytes: summary.bytes },
+      lastRun: summary.lastRun,
+      consecutiveFailures: summary.consecutiveFailures,
+    });
+  }
+  if (json) {
+    io.out(JSON.stringify({ sources: rows }, null, 2) + '\n');
+    return 0;
+  }
+  if (!rows.length) io.out(`no sources in ${config.file}\n`);
+  for (const r of rows) {
+    const last = r.lastRun
+      ? `${r.lastRun.at} ${r.lastRun.outcome}${r.lastRun.error ? ` [${r.lastRun.error.code}] ${r.lastRun.error.message}` : ''}`
+      : 'never synced';
+    io.out(
+      `${r.id}${r.enabled ? '' : ' (disabled)'}\n` +
+        `  ${r.protocol} ${r.server} user ${r.user}${r.protocol === 'imap' ? ` folders ${r.folders.join(', ')}` : ''}\n` +
+        `  policy: retention ${r.retention.mode}${r.retention.mode === 'delete-after-days' ? ` ${r.retention.days}` : ''}\n` +
+        `  inbox: ${r.inbox.messages} messages, ${mb(r.inbox.bytes)}\n` +
+        `  last run: ${last}\n`,
+    );
+  }
+  return 0;
+}
+
+async function testSource(
+  config: Config,
+  source: Config['sources'][number],
+  json: boolean | undefined,
+  io: Io,
+): Promise<number> {
+  // No store needed: this only talks to the upstream server.
+  const password = await new ConfiguredCredentials(new Map([[source.id, source.secret]])).password(source);
+  const connector = makeConnector();
+  const report: Record<string, unknown> = {
+    id: source.id,
+    protocol: source.protocol,
+    server: `${source.host}:${source.port}`,
+    tlsMode: source.tls,
+  };
+  const lines: string[] = [`${source.id}: ${source.protocol} ${source.host}:${source.port} (${source.tls})`];
+  if (source.protocol === 'imap') {
+    const session = await connector.openImap(source, password, { timeoutMs: 20_000 });
+    try {
+      const wanted = ['IDLE', 'UIDPLUS', 'CONDSTORE', 'QUOTA', 'MOVE', 'QRESYNC'];
+      report.tls = session.tls;
+      report.capabilities = Object.fromEntries(wanted.map((c) => [c, session.capabilities.has(c)]));
+      const folders = await session.listFolders();
+      report.folders = folders;
+      lines.push(
+        session.tls
+          ? `  TLS: ${session.tls.protocol} ${session.tls.cipher}, certificate ${session.tls.subject} issued by ${session.tls.issuer}, valid to ${session.tls.validTo}`
+          : '  TLS: none (loopback only)',
+      );
+      lines.push(`  login: ok as ${source.user}`);
+      lines.push(
+        `  capabilities: ${wanted.map((c) => `${c} ${session.capabilities.has(c) ? 'yes' : 'no'}`).join(', ')}`,
+      );
+      lines.push(`  folders on the server: ${folders.join(', ')}`);
+      const counts: Record<string, number> = {};
+      for (const f of source.folders) {
+        const status = await session.openFolder(f);
+        counts[f] = status.exists;
+        lines.push(
+          `  ${f}: ${status.exists} messages (UIDVALIDITY ${status.uidValidity}, UIDNEXT ${status.uidNext})`,
+        );
+      }
+      report.messages = counts;
+      const quota = await session.quota();
+      report.quota = quota ?? null;
+      lines.push(
+        quota
+          ? `  quota: ${mb(quota.usedBytes)} of ${mb(quota.limitBytes)} (${((quota.usedBytes / quota.limitBytes) * 100).toFixed(1)}%)`
+          : '  quota: the server does not report usage',
+      );
+    } finally {
+      await session.close();
+    }
+  } else {
+    const session = await connector.openPop3(source, password, { timeoutMs: 20_000 });
+    try {
+      const wanted = ['UIDL', 'TOP', 'PIPELINING', 'STLS', 'EXPIRE', 'LOGIN-DELAY'];
+      const caps = session.capabilities.map((c) => c.toUpperCase());
+      const has = (c: string) => caps.some((x) => x === c || x.startsWith(`${c} `));
+      report.tls = session.tls;
+      report.capabilities = Object.fromEntries(wanted.map((c) => [c, has(c)]));
+      const stat = await session.stat();
+      report.messages = stat.count;
+      report.octets = stat.octets;
+      lines.push(
+        session.tls
+          ? `  TLS: ${session.tls.protocol} ${session.tls.cipher}, certificate ${session.tls.subject} issued by ${session.tls.issuer}, valid to ${session.tls.validTo}`
+          : '  TLS: none (loopback only)',
+      );
+      lines.push(`  login: ok as ${source.user}`);
+      lines.push(`  capabilities: ${wanted.map((c) => `${c} ${has(c) ? 'yes' : 'no'}`).join(', ')}`);
+      lines.push(`  maildrop: ${stat.count} messages, ${mb(stat.octets)}`);
+      lines.push('  quota: POP3 reports no quota; declare "capacityBytes" for the quota guard');
+    } finally {
+      await session.quit().catch(() => session.abort());
+    }
+  }
+  io.out(json ? JSON.stringify(report, null, 2) + '\n' : lines.join('\n') + '\n');
+  return 0;
+}
+
+async function showInbox(
+  runtime: Runtime,
+  config: Config,
+  values: { source?: string; limit?: string; cursor?: string; json?: boolean },
+  io: Io,
+): Promise<number> {
+  if (values.source) pickSources(config, values.source);
+  const limit = values.limit ? Number(values.limit) : 50;
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
+    throw new UsageError('--limit must be a whole number from 1 to 1000');
+  const page = await runtime.index.listInbox({ sourceId: values.source, limit, cursor: values.cursor });
+  if (values.json) {
+    io.out(
+      JSON.stringify({ messages: page.items.map(inboxView), cursor: page.cursor ?? null }, null, 2) + '\n',
+    );
+    return 0;
+  }
+  for (const m of page.items) {
+    const from = m.metadata.from?.name || m.metadata.from?.address || '(unknown sender)';
+    io.out(
+      `${m.sortDate.slice(0, 16).replace('T', ' ')}  ${m.sourceId.padEnd(12)} ${from.slice(0, 28).padEnd(28)} ${m.metadata.subject ?? '(no subject)'}${m.metadata.hasAttachments ? '  [attachments]' : ''}\n`,
+    );
+  }
+  if (!page.items.length) io.out('the inbox is empty\n');
+  if (page.cursor)
+    io.out(
+      `more: tributary inbox --cursor ${page.cursor}${values.source ? ` --source ${values.source}` : ''}\n`,
+    );
+  return 0;
+}
+
+function inboxView(m: MessageRecord) {
+  return {
+    sourceId: m.sourceId,
+    identity: m.identity,
+    date: m.sortDate,
+    from: m.metadata.from,
+    to: m.metadata.to,
+    subject: m.metadata.subject,
+    snippet: m.metadata.snippet,
+    messageId: m.metadata.messageId,
+    hasAttachments: m.metadata.hasAttachments,
+    size: m.object.size,
+    sha256: m.object.sha256,
+    seen: m.seen,
+  };
+}
+
+async function readAll(body: Bytes): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of body) chunks.push(Buffer.from(c));
+  return Buffer.concat(chunks);
+}
+
+async function exportMail(
+  runtime: Runtime,
+  config: Config,
+  values: { format?: string; out?: string; source?: string },
+  io: Io,
+): Promise<number> {
+  if (values.format !== 'maildir' && values.format !== 'mbox')
+    throw new UsageError('--format must be "maildir" or "mbox"');
+  if (!values.out) throw new UsageError('--out DIR is required');
+  const outDir = path.resolve(values.out);
+  let total = 0;
+  for (const source of pickSources(config, values.source)) {
+    let count = 0;
+    let mbox: number | undefined;
+    if (values.format === 'maildir') {
+      for (const sub of ['cur', 'new', 'tmp'])
+        fs.mkdirSync(path.join(outDir, source.id, sub), { recursive: true });
+    } else {
+      fs.mkdirSync(outDir, { recursive: true });
+      mbox = fs.openSync(path.join(outDir, `${source.id}.mbox`), 'w');
+    }
+    try {
+      for await (const m of runtime.index.sourceMessages(source.id)) {
+        const raw = await readAll(await runtime.store.get(m.object.key));
+        if (mbox === undefined) {
+          const time = Math.floor(Date.parse(m.fetchedAt) / 1000);
+          const name = `${time}.${m.object.sha256.slice(0, 16)}.tributary:2,${m.seen ? 'S' : ''}`;
+          fs.writeFileSync(path.join(outDir, source.id, 'cur', name), raw);
+        } else {
+          fs.writeSync(mbox, mboxEntry(m, raw));
+        }
+        count++;
+      }
+    } finally {
+      if (mbox !== undefined) fs.closeSync(mbox);
+    }
+    io.out(
+      `${source.id}: ${count} messages exported to ${values.format === 'maildir' ? path.join(outDir, source.id) : path.join(outDir, `${source.id}.mbox`)}\n`,
+    );
+    total += count;
+  }
+  io.out(`${total} messages exported\n`);
+  return 0;
+}
+
+/** mboxrd: a From_ line, then the message with every `>*From ` line quoted by one more `>`, then a blank line. */
+export function mboxEntry(m: Pick<MessageRecord, 'fetchedAt' | 'metadata'>, raw: Buffer): Buffer {
+  const sender = (m.metadata.from?.address ?? 'MAILER-DAEMON').replace(/\s/g, '') || 'MAILER-DAEMON';
+  const when = new Date(m.fetchedAt)
+    .toUTCString()
+    .replace(/^(\w+), (\d+) (\w+) (\d+) ([\d:]+) GMT$/, '$1 $3 $2 $5 $4');
+  const parts: Buffer[] = [Buffer.from(`From ${sender} ${when}\n`)];
+  let start = 0;
+  while (start < raw.length) {
+    let end = raw.indexOf(0x0a, start);
+    end = end === -1 ? raw.length : end + 1;
+    const line = raw.subarray(start, end);
+    let i = 0;
+    while (i < line.length && line[i] === 0x3e) i++;
+    if (line.subarray(i, i + 5).toString('latin1') === 'From ') parts.push(Buffer.from('>'));
+    parts.push(line);
+    start = end;
+  }
+  if (raw.length && raw[raw.length - 1] !== 0x0a) parts.push(Buffer.from('\n'));
+  parts.push(Buffer.from('\n'));
+  return Buffer.concat(parts);
+}

@@ -1,0 +1,67 @@
+import { createHash } from 'node:crypto';
+import type { Bytes } from './ports';
+
+/**
+ * Wraps a message body so that, while it streams to storage, we learn its size, its sha256, its content hash
+ * (NUL mapped to 0x80, as Dovecot's IMAP serves it, so POP3 and IMAP copies of one message match) and keep its
+ * first `keepBytes` for the metadata parser. Memory stays bounded by `keepBytes` whatever the message size.
+ */
+export class BodyTap {
+  private readonly exact = createHash('sha256');
+  private readonly content = createHash('sha256');
+  private readonly kept: Buffer[] = [];
+  private keptBytes = 0;
+  size = 0;
+  finished = false;
+
+  constructor(private readonly keepBytes: number) {}
+
+  async *wrap(body: Bytes): Bytes {
+    for await (const chunk of body) {
+      const buf = Buffer.isBuffer(chunk)
+        ? chunk
+        : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      this.size += buf.length;
+      this.exact.update(buf);
+      this.content.update(buf.includes(0) ? mapNul(buf) : buf);
+      if (this.keptBytes < this.keepBytes) {
+        const part = buf.subarray(0, this.keepBytes - this.keptBytes);
+        this.kept.push(Buffer.from(part));
+        this.keptBytes += part.length;
+      }
+      yield buf;
+    }
+    this.finished = true;
+  }
+
+  /** Whether `head()` holds the whole message. */
+  get complete(): boolean {
+    return this.finished && this.keptBytes === this.size;
+  }
+
+  head(): Buffer {
+    return Buffer.concat(this.kept);
+  }
+
+  digests(): { sha256: string; contentSha256: string } {
+    if (!this.finished) throw new Error('BodyTap: the body was not read to its end');
+    return { sha256: this.exact.digest('hex'), contentSha256: this.content.digest('hex') };
+  }
+}
+
+function mapNul(buf: Buffer): Buffer {
+  const copy = Buffer.from(buf);
+  for (let i = copy.indexOf(0); i !== -1; i = copy.indexOf(0, i + 1)) copy[i] = 0x80;
+  return copy;
+}
+
+/** Content hash of bytes already in memory, with the same NUL mapping as BodyTap. */
+export function contentSha256(bytes: Buffer): string {
+  return createHash('sha256')
+    .update(bytes.includes(0) ? mapNul(bytes) : bytes)
+    .digest('hex');
+}
+
+export function sha256Hex(data: string | Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}

@@ -1,0 +1,72 @@
+/**
+ * Named errors with a stable `code`, a `retryable` flag and a message a person can act on (STYLE.md 8).
+ * Mapping to HTTP or exit codes happens at the edges only.
+ */
+export type ErrorCode =
+  | 'AUTH_FAILED'
+  | 'HOST_NOT_FOUND'
+  | 'CONNECTION_REFUSED'
+  | 'TIMEOUT'
+  | 'TLS_CERT_UNTRUSTED'
+  | 'TLS_HOSTNAME_MISMATCH'
+  | 'TLS_FAILED'
+  | 'STARTTLS_UNAVAILABLE'
+  | 'FOLDER_NOT_FOUND'
+  | 'NOT_THAT_PROTOCOL'
+  | 'PROTOCOL_ERROR'
+  | 'CAPABILITY_MISSING'
+  | 'CONFIG_INVALID'
+  | 'SECRET_MISSING'
+  | 'STORAGE_FAILED'
+  | 'LEASE_LOST'
+  | 'CONNECTION_LOST';
+
+export class TributaryError extends Error {
+  override readonly name: string = 'TributaryError';
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly retryable: boolean,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** Something about the upstream account or server: stored in the source status, the source backs off. */
+export class UpstreamError extends TributaryError {
+  override readonly name = 'UpstreamError';
+}
+
+export class ConfigError extends TributaryError {
+  override readonly name = 'ConfigError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('CONFIG_INVALID', message, false, options);
+  }
+}
+
+export class StorageError extends TributaryError {
+  override readonly name = 'StorageError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('STORAGE_FAILED', message, true, options);
+  }
+}
+
+/** Our lease was taken over (we paused past it): stop at once, write nothing more. */
+export class LeaseLostError extends TributaryError {
+  override readonly name = 'LeaseLostError';
+  constructor(sourceId: string) {
+    super(
+      'LEASE_LOST',
+      `another sync took over source ${sourceId}; this run stopped without writing more`,
+      true,
+    );
+  }
+}
+
+export function describeError(err: unknown): { code: string; message: string; retryable: boolean } {
+  if (err instanceof TributaryError)
+    return { code: err.code, message: err.message, retryable: err.retryable };
+  const message = err instanceof Error ? err.message : String(err);
+  return { code: 'INTERNAL', message, retryable: true };
+}

@@ -1,0 +1,131 @@
+/** The domain model (DESIGN.md section 2): sources, upstream identities, stored messages, sync state. */
+
+export type Protocol = 'imap' | 'pop3';
+export type TlsMode = 'implicit' | 'starttls' | 'none';
+
+export type RetentionPolicy =
+  { mode: 'keep' } | { mode: 'delete-on-retrieve' } | { mode: 'delete-after-days'; days: number };
+
+export interface Source {
+  id: string;
+  protocol: Protocol;
+  host: string;
+  port: number;
+  tls: TlsMode;
+  /** PEM text of extra trusted CAs (from `caFile`), added to the system roots; verification is never off. */
+  ca?: string;
+  /** Name checked against the server certificate when it differs from `host` (e.g. connecting by IP). */
+  servername?: string;
+  user: string;
+  folders: string[];
+  pollMinutes: number;
+  enabled: boolean;
+  retention: RetentionPolicy;
+}
+
+/**
+ * Where a message came from, stable across runs: IMAP `folder + UIDVALIDITY + UID`, POP3 the UIDL (or a hash of
+ * the `TOP n 0` headers when the server has no UIDL). Message numbers are never identities.
+ */
+export type UpstreamId =
+  | { kind: 'imap'; folder: string; uidValidity: string; uid: number }
+  | { kind: 'pop3'; uidl: string }
+  | { kind: 'pop3-top'; headerHash: string };
+
+/** One string per identity, sortable by UID within a folder (UIDs zero-padded to 10 digits). */
+export function identityKey(id: UpstreamId): string {
+  switch (id.kind) {
+    case 'imap':
+      return `imap#${id.folder}#${id.uidValidity}#${String(id.uid).padStart(10, '0')}`;
+    case 'pop3':
+      return `pop3#${id.uidl}`;
+    case 'pop3-top':
+      return `pop3top#${id.headerHash}`;
+  }
+}
+
+/** The prefix of every identity key of one IMAP folder generation (folder + UIDVALIDITY). */
+export function imapFolderPrefix(folder: string, uidValidity: string): string {
+  return `imap#${folder}#${uidValidity}#`;
+}
+
+export interface Address {
+  name?: string;
+  address?: string;
+}
+
+export interface AttachmentInfo {
+  filename?: string;
+  mimeType: string;
+  size: number;
+}
+
+/** What a reader needs without opening S3. Every field may be missing: broken mail is stored anyway. */
+export interface MessageMetadata {
+  messageId?: string;
+  /** ISO 8601, from the Date header when it parses. */
+  date?: string;
+  from?: Address;
+  to: Address[];
+  cc: Address[];
+  subject?: string;
+  snippet: string;
+  hasAttachments: boolean;
+  attachments: AttachmentInfo[];
+  /** `full`, `headers-only` (too big to parse whole within bounds), or `failed` (stored raw, listed with what was read). */
+  parse: 'full' | 'headers-only' | 'failed';
+  parseError?: string;
+}
+
+/** The bytes as stored: exactly what the server served. */
+export interface StoredObject {
+  key: string;
+  size: number;
+  /** sha256 hex of the exact bytes. */
+  sha256: string;
+  /** sha256 hex with NUL mapped to 0x80, as Dovecot's IMAP serves it: matches the same message across protocols. */
+  contentSha256: string;
+}
+
+export interface MessageRecord {
+  sourceId: string;
+  identity: string;
+  upstream: UpstreamId;
+  object: StoredObject;
+  metadata: MessageMetadata;
+  /** ISO 8601: when Tributary committed it. */
+  fetchedAt: string;
+  /** ISO 8601 used for ordering: the Date header, else the fetch time. */
+  sortDate: string;
+  seen: boolean;
+  flagged: boolean;
+  deletedUpstreamAt?: string;
+}
+
+/** Per IMAP folder: UIDVALIDITY and the highest UID such that every UID at or below it is committed. */
+export interface FolderState {
+  folder: string;
+  uidValidity: string;
+  committedThroughUid: number;
+  uidNext: number;
+  highestModseq?: string;
+}
+
+/** What the server says about a folder on SELECT/EXAMINE (or STATUS). UIDVALIDITY is a string, never a number. */
+export interface FolderStatus {
+  uidValidity: string;
+  uidNext: number;
+  exists: number;
+  highestModseq?: string;
+}
+
+export interface SourceRunReport {
+  sourceId: string;
+  outcome: 'ok' | 'more' | 'busy' | 'failed' | 'disabled';
+  fetched: number;
+  fetchedBytes: number;
+  skipped: number;
+  durationMs: number;
+  error?: { code: string; message: string };
+  notes: string[];
+}

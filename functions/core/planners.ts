@@ -1,0 +1,81 @@
+import type { FolderState, FolderStatus } from './model';
+
+export type ImapFolderPlan =
+  | { kind: 'unchanged'; why: string }
+  | { kind: 'initial'; fromUid: 1; why: string }
+  | { kind: 'incremental'; fromUid: number; why: string }
+  | { kind: 'rematch'; previousUidValidity: string; why: string };
+
+/**
+ * What to do with one IMAP folder, from the stored state and one SELECT/EXAMINE answer.
+ * Decides only; the sync use case carries the plan out.
+ */
+export function planImapFolder(state: FolderState | undefined, status: FolderStatus): ImapFolderPlan {
+  if (!state) return { kind: 'initial', fromUid: 1, why: 'first sync of this folder: fetch everything' };
+  if (state.uidValidity !== status.uidValidity) {
+    return {
+      kind: 'rematch',
+      previousUidValidity: state.uidValidity,
+      why: `UIDVALIDITY changed (${state.uidValidity} -> ${status.uidValidity}): the UIDs are void, match by content`,
+    };
+  }
+  const pendingBelowSavedUidNext = state.committedThroughUid < state.uidNext - 1;
+  if (status.uidNext === state.uidNext && !pendingBelowSavedUidNext) {
+    return { kind: 'unchanged', why: 'UIDVALIDITY and UIDNEXT unchanged and everything below committed' };
+  }
+  return {
+    kind: 'incremental',
+    fromUid: state.committedThroughUid + 1,
+    why: `fetch UIDs from ${state.committedThroughUid + 1} (UIDNEXT ${state.uidNext} -> ${status.uidNext})`,
+  };
+}
+
+/**
+ * Advances an IMAP checkpoint: the highest UID such that every listed UID at or below it is settled
+ * (committed, or gone from the server). UIDs are never reused within one UIDVALIDITY, so a vanished UID is settled.
+ */
+export class UidCheckpoint {
+  private readonly pending: number[];
+  private index = 0;
+  private settledSet = new Set<number>();
+
+  constructor(
+    private committedThrough: number,
+    listedUids: number[],
+  ) {
+    this.pending = [...listedUids].sort((a, b) => a - b);
+  }
+
+  settle(uid: number): void {
+    this.settledSet.add(uid);
+    while (this.index < this.pending.length && this.settledSet.has(this.pending[this.index]!)) {
+      this.committedThrough = Math.max(this.committedThrough, this.pending[this.index]!);
+      this.settledSet.delete(this.pending[this.index]!);
+      this.index++;
+    }
+  }
+
+  /** Everything listed up to and including `uid` is settled (e.g. a batch finished: the missing ones vanished). */
+  settleThrough(uid: number): void {
+    for (const u of this.pending) if (u <= uid) this.settle(u);
+  }
+
+  get value(): number {
+    return this.committedThrough;
+  }
+}
+
+export interface Pop3Candidate {
+  number: number;
+  identity: string;
+  size: number;
+}
+
+/** POP3: fetch what the server lists and the store does not hold. Message numbers only address this session. */
+export function planPop3Sync(
+  committed: ReadonlySet<string>,
+  listing: Pop3Candidate[],
+): { fetch: Pop3Candidate[]; alreadyStored: number } {
+  const fetch = listing.filter((m) => !committed.has(m.identity));
+  return { fetch, alreadyStored: listing.length - fetch.length };
+}

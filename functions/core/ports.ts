@@ -1,0 +1,171 @@
+import type {
+  FolderState,
+  FolderStatus,
+  MessageMetadata,
+  MessageRecord,
+  Source,
+  SourceRunReport,
+  UpstreamId,
+} from './model';
+
+/** A message body as it arrives: chunks of the exact bytes. The consumer drains it before asking for the next. */
+export type Bytes = AsyncIterable<Uint8Array>;
+
+export interface TlsInfo {
+  protocol: string;
+  cipher: string;
+  /** Certificate subject CN and the issuer CN, for `sources test`. */
+  subject: string;
+  issuer: string;
+  validTo: string;
+}
+
+/**
+ * An IMAP connection, logged in. Read-only by contract: folders are opened with EXAMINE and bodies fetched with
+ * BODY.PEEK, so a sync never changes a flag upstream.
+ */
+export interface ImapSession {
+  readonly capabilities: ReadonlySet<string>;
+  readonly tls?: TlsInfo;
+  listFolders(): Promise<string[]>;
+  /** EXAMINE the folder; throws UpstreamError FOLDER_NOT_FOUND when it does not exist. */
+  openFolder(folder: string): Promise<FolderStatus>;
+  /** UID and RFC822.SIZE of every message in the open folder with UID >= fromUid, ascending. */
+  listUids(fromUid: number): Promise<Array<{ uid: number; size: number }>>;
+  /**
+   * Streams the exact bytes (BODY.PEEK[]) of each UID, ascending, one at a time; `size` (from listUids) chooses
+   * between a pipelined FETCH and a chunked stream. UIDs that no longer exist (expunged meanwhile) are simply
+   * not delivered.
+   */
+  fetchBodies(
+    messages: Array<{ uid: number; size: number }>,
+    onMessage: (uid: number, size: number, body: Bytes) => Promise<void>,
+  ): Promise<void>;
+  /** Storage usage of the open folder's quota root (RFC 9208), when the server has QUOTA. */
+  quota(): Promise<{ usedBytes: number; limitBytes: number } | undefined>;
+  close(): Promise<void>;
+}
+
+export interface Pop3Listing {
+  /** Message number in this session only: never an identity. */
+  number: number;
+  /** UIDL, when the server supports it. */
+  uidl?: string;
+  size: number;
+}
+
+/** A POP3 session, authenticated (TRANSACTION state). DELE only takes effect at QUIT. */
+export interface Pop3Session {
+  /** CAPA answer, upper-cased keywords with their arguments ('UIDL', 'PIPELINING', 'EXPIRE 0'); [] without CAPA. */
+  readonly capabilities: string[];
+  readonly tls?: TlsInfo;
+  stat(): Promise<{ count: number; octets: number }>;
+  /** UIDL (when supported) merged with LIST, in message-number order. */
+  list(): Promise<Pop3Listing[]>;
+  /** The header block of a message (`TOP n 0`), dot-unstuffed, exact bytes. */
+  topHeaders(number: number): Promise<Buffer>;
+  /** RETR each message (pipelined when the server has PIPELINING): exact bytes, dot-unstuffed. */
+  retrieve(numbers: number[], onMessage: (number: number, body: Bytes) => Promise<void>): Promise<void>;
+  dele(number: number): Promise<void>;
+  /** Ends the session with QUIT: the server applies the DELEs. */
+  quit(): Promise<void>;
+  /** Drops the connection without QUIT: the server applies nothing. */
+  abort(): void;
+}
+
+export interface ConnectOptions {
+  /** Milliseconds for connect, greeting and each read; below the Lambda budget. */
+  timeoutMs: number;
+}
+
+/** Opens upstream sessions. Errors are UpstreamError with a code (AUTH_FAILED, TLS_*, HOST_NOT_FOUND, ...). */
+export interface MailConnector {
+  openImap(source: Source, password: string, options: ConnectOptions): Promise<ImapSession>;
+  openPop3(source: Source, password: string, options: ConnectOptions): Promise<Pop3Session>;
+}
+
+/** Raw message bytes, stored once at a deterministic key. */
+export interface RawMailStore {
+  /** Writes the bytes at `key`, overwriting: a retry after a crash replaces its own orphan. */
+  put(key: string, body: Bytes, info: { sha256?: string; size?: number }): Promise<void>;
+  get(key: string): Promise<Bytes>;
+  /** Size (and recorded sha256) of the object, or undefined when absent. */
+  head(key: string): Promise<{ size: number; sha256?: string } | undefined>;
+  delete(key: string): Promise<void>;
+}
+
+/** Reads the fields a reader needs. Must never throw: broken mail yields `parse: 'failed'` with what was read. */
+export interface MetadataParser {
+  /** `complete` is false when `raw` is only the head of a message too big to parse whole. */
+  parse(raw: Uint8Array, complete: boolean): Promise<MessageMetadata>;
+}
+
+export interface Lease {
+  sourceId: string;
+  holder: string;
+  /** Grows by one at every acquisition; every state write checks it, so a paused holder cannot overwrite its successor. */
+  fence: number;
+  expiresAt: number;
+}
+
+/** The DynamoDB side: message items, identities, counters, folder state, leases, run status. */
+export interface MessageIndex {
+  /** Takes the source's lease if free or expired; undefined when another run holds it. */
+  acquireLease(sourceId: string, holder: string, ttlMs: number, now: number): Promise<Lease | undefined>;
+  /** Extends our lease; throws LeaseLostError when it was taken over. */
+  renewLease(lease: Lease, ttlMs: number, now: number): Promise<Lease>;
+  releaseLease(lease: Lease): Promise<void>;
+
+  getFolderState(sourceId: string, folder: string): Promise<FolderState | undefined>;
+  /** Writes the checkpoint only while `lease` is still ours. */
+  saveFolderState(lease: Lease, state: FolderState): Promise<void>;
+
+  /**
+   * Identity keys committed for the source that start with `prefix` (strongly consistent, base table),
+   * optionally only those sorting at or after `from`.
+   */
+  committedIdentities(sourceId: string, prefix: string, from?: string): Promise<Set<string>>;
+  /** Committed identities (messages and aliases) whose content hash is `contentSha256`. */
+  findByContent(
+    sourceId: string,
+    contentSha256: string,
+  ): Promise<Array<{ identity: string; target: string }>>;
+
+  /**
+   * Commits the message item, its content-hash entry and the source counters in one transaction, conditional on
+   * the identity being new and the lease still ours. 'exists' when it was already committed (a retry).
+   */
+  commitMessage(lease: Lease, record: MessageRecord): Promise<'committed' | 'exists'>;
+  /** Records that a new upstream identity is a message already stored (matched by content after a UIDVALIDITY change). */
+  commitAlias(
+    lease: Lease,
+    upstream: UpstreamId,
+    target: string,
+    contentSha256: string,
+  ): Promise<'committed' | 'exists'>;
+
+  recordRun(report: SourceRunReport, now: number): Promise<void>;
+  listInbox(options: {
+    sourceId?: string;
+    limit: number;
+    cursor?: string;
+  }): Promise<{ items: MessageRecord[]; cursor?: string }>;
+  /** Every message of a source (not aliases), in identity order. */
+  sourceMessages(sourceId: string): AsyncIterable<MessageRecord>;
+}
+
+export interface Credentials {
+  /** The upstream password for a source; throws SECRET_MISSING naming where it looked. */
+  password(source: Source): Promise<string>;
+}
+
+export interface Clock {
+  now(): number;
+}
+
+export interface Logger {
+  debug(message: string, fields?: Record<string, unknown>): void;
+  info(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
+  error(message: string, fields?: Record<string, unknown>): void;
+}

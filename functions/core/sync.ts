@@ -1,0 +1,393 @@
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { BodyTap, sha256Hex } from './body-tap';
+import { describeError, LeaseLostError, TributaryError } from './errors';
+import { identityKey, imapFolderPrefix } from './model';
+import type { FolderState, MessageRecord, Source, SourceRunReport, UpstreamId } from './model';
+import { planImapFolder, planPop3Sync, UidCheckpoint, type Pop3Candidate } from './planners';
+import type {
+  Bytes,
+  Clock,
+  Credentials,
+  ImapSession,
+  Lease,
+  Logger,
+  MailConnector,
+  MessageIndex,
+  MetadataParser,
+  Pop3Session,
+  RawMailStore,
+} from './ports';
+
+export interface SyncDeps {
+  connector: MailConnector;
+  store: RawMailStore;
+  index: MessageIndex;
+  parser: MetadataParser;
+  credentials: Credentials;
+  clock: Clock;
+  logger: Logger;
+}
+
+export interface SyncProgress {
+  sourceId: string;
+  fetched: number;
+  fetchedBytes: number;
+  /** Messages this run plans to fetch, when known. */
+  planned?: number;
+}
+
+export interface SyncOptions {
+  /** Epoch ms by which the run must have stopped cleanly (checkpointed); the rest is left for the next run. */
+  deadline: number;
+  /** Who we are, for the lease. */
+  holder?: string;
+  leaseTtlMs?: number;
+  /** Connect, greeting and per-read timeout upstream. */
+  timeoutMs?: number;
+  /** Messages up to this size are parsed whole; bigger ones by their header block only (bounded memory). */
+  parseLimitBytes?: number;
+  /** Save the IMAP checkpoint after this many commits (and always at the end). */
+  checkpointEvery?: number;
+  onProgress?: (progress: SyncProgress) => void;
+}
+
+/** The deterministic S3 key: a retry after a crash overwrites its own object instead of leaving an orphan. */
+export function rawObjectKey(sourceId: string, identity: string): string {
+  return `raw/${sourceId}/${sha256Hex(identity).slice(0, 40)}.eml`;
+}
+
+export function defaultHolder(): string {
+  return `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+}
+
+/** What is kept of a message too big to parse whole: its header block fits in this (the parser caps headers too). */
+const HEADER_KEEP_BYTES = 1024 * 1024;
+
+/** Thrown inside a fetch loop to stop it when the time budget is spent. */
+class BudgetSpent extends Error {}
+
+/**
+ * One source, one run (DESIGN.md section 1): lease, connect, plan, fetch each new message as a stream into S3,
+ * commit its item with the counters in one transaction, advance the checkpoint, release. Every step is safe to
+ * cut at any point: the next run redoes only what was not committed.
+ */
+export async function syncSource(
+  deps: SyncDeps,
+  source: Source,
+  options: SyncOptions,
+): Promise<SourceRunReport> {
+  const started = deps.clock.now();
+  const report: SourceRunReport = {
+    sourceId: source.id,
+    outcome: 'ok',
+    fetched: 0,
+    fetchedBytes: 0,
+    skipped: 0,
+    durationMs: 0,
+    notes: [],
+  };
+  if (!source.enabled) {
+    report.outcome = 'disabled';
+    return report;
+  }
+  const ttl = options.leaseTtlMs ?? 60_000;
+  const lease = await deps.index.acquireLease(source.id, options.holder ?? defaultHolder(), ttl, started);
+  if (!lease) {
+    report.outcome = 'busy';
+    report.notes.push('another sync of this source is running; this one exits without doing anything');
+    report.durationMs = deps.clock.now() - started;
+    return report;
+  }
+  const run = new SourceRun(deps, source, options, lease, report);
+  try {
+    await run.execute();
+  } catch (err) {
+    const described = describeError(err);
+    report.outcome = 'failed';
+    report.error = { code: described.code, message: described.message };
+    deps.logger.warn('sync failed', { sourceId: source.id, code: described.code, error: described.message });
+  } finally {
+    run.stopRenewing();
+    report.durationMs = deps.clock.now() - started;
+    try {
+      await deps.index.recordRun(report, deps.clock.now());
+    } catch (err) {
+      deps.logger.error('could not record the run status', {
+        sourceId: source.id,
+        error: describeError(err).message,
+      });
+    }
+    await deps.index.releaseLease(run.lease).catch(() => undefined);
+  }
+  return report;
+}
+
+class SourceRun {
+  private renewTimer?: NodeJS.Timeout;
+  private leaseProblem?: unknown;
+
+  constructor(
+    private readonly deps: SyncDeps,
+    private readonly source: Source,
+    private readonly options: SyncOptions,
+    public lease: Lease,
+    private readonly report: SourceRunReport,
+  ) {
+    const ttl = options.leaseTtlMs ?? 60_000;
+    this.renewTimer = setInterval(() => {
+      deps.index.renewLease(this.lease, ttl, deps.clock.now()).then(
+        (renewed) => (this.lease = renewed),
+        (err: unknown) => (this.leaseProblem = err),
+      );
+    }, ttl / 3);
+    this.renewTimer.unref();
+  }
+
+  stopRenewing(): void {
+    clearInterval(this.renewTimer);
+  }
+
+  async execute(): Promise<void> {
+    const password = await this.deps.credentials.password(this.source);
+    const connect = { timeoutMs: this.options.timeoutMs ?? 30_000 };
+    if (this.source.protocol === 'imap') {
+      const session = await this.deps.connector.openImap(this.source, password, connect);
+      try {
+        for (const folder of this.source.folders) {
+          if (!(await this.syncImapFolder(session, folder))) break;
+        }
+      } finally {
+        await session.close().catch(() => undefined);
+      }
+    } else {
+      const session = await this.deps.connector.openPop3(this.source, password, connect);
+      let quit = false;
+      try {
+        await this.syncPop3(session);
+        await session.quit();
+        quit = true;
+      } finally {
+        if (!quit) session.abort();
+      }
+    }
+  }
+
+  private budgetLeft(): boolean {
+    return this.deps.clock.now() < this.options.deadline;
+  }
+
+  private checkLease(): void {
+    if (this.leaseProblem)
+      throw this.leaseProblem instanceof TributaryError
+        ? this.leaseProblem
+        : new LeaseLostError(this.source.id);
+  }
+
+  private progress(planned?: number): void {
+    this.options.onProgress?.({
+      sourceId: this.source.id,
+      fetched: this.report.fetched,
+      fetchedBytes: this.report.fetchedBytes,
+      planned,
+    });
+  }
+
+  /** Streams one message into S3 while hashing it; parses what it kept. Nothing is committed yet. */
+  private async store(
+    upstream: UpstreamId,
+    body: Bytes,
+    announcedSize: number,
+  ): Promise<{ record: MessageRecord; contentSha256: string }> {
+    const identity = identityKey(upstream);
+    const key = rawObjectKey(this.source.id, identity);
+    // Keep the whole message for the parser only when the server says it is small enough; of a bigger one keep
+    // just enough for its header block. A server that under-announces still only costs the parse limit.
+    const parseLimit = this.options.parseLimitBytes ?? 8 * 1024 * 1024;
+    const tap = new BodyTap(announcedSize <= parseLimit ? parseLimit : HEADER_KEEP_BYTES);
+    await this.deps.store.put(key, tap.wrap(body), {});
+    const { sha256, contentSha256 } = tap.digests();
+    const metadata = await this.deps.parser.parse(tap.head(), tap.complete);
+    const fetchedAt = new Date(this.deps.clock.now()).toISOString();
+    return {
+      contentSha256,
+      record: {
+        sourceId: this.source.id,
+        identity,
+        upstream,
+        object: { key, size: tap.size, sha256, contentSha256 },
+        metadata,
+        fetchedAt,
+        sortDate: metadata.date ?? fetchedAt,
+        seen: false,
+        flagged: false,
+      },
+    };
+  }
+
+  private async commit(record: MessageRecord): Promise<void> {
+    this.checkLease();
+    const result = await this.deps.index.commitMessage(this.lease, record);
+    if (result === 'committed') {
+      this.report.fetched++;
+      this.report.fetchedBytes += record.object.size;
+    } else {
+      this.report.skipped++;
+    }
+  }
+
+  /** Returns false when the budget ran out (the caller stops; the report says there is more to do). */
+  private async syncImapFolder(session: ImapSession, folder: string): Promise<boolean> {
+    const status = await session.openFolder(folder);
+    const state = await this.deps.index.getFolderState(this.source.id, folder);
+    const plan = planImapFolder(state, status);
+    this.deps.logger.debug('imap plan', { sourceId: this.source.id, folder, plan: plan.kind, why: plan.why });
+    if (plan.kind === 'unchanged') return true;
+    if (plan.kind === 'rematch') this.report.notes.push(`${folder}: ${plan.why}`);
+
+    const fromUid = plan.kind === 'rematch' ? 1 : plan.fromUid;
+    const prefix = imapFolderPrefix(folder, status.uidValidity);
+    const idOf = (uid: number): UpstreamId => ({
+      kind: 'imap',
+      folder,
+      uidValidity: status.uidValidity,
+      uid,
+    });
+    const listed = await session.listUids(fromUid);
+    const committed = await this.deps.index.committedIdentities(
+      this.source.id,
+      prefix,
+      identityKey(idOf(fromUid)),
+    );
+    const checkpoint = new UidCheckpoint(
+      plan.kind === 'rematch' ? 0 : (state?.committedThroughUid ?? 0),
+      listed.map((m) => m.uid),
+    );
+    const todo = listed.filter((m) => {
+      const done = committed.has(identityKey(idOf(m.uid)));
+      if (done) checkpoint.settle(m.uid);
+      return !done;
+    });
+    this.progress(todo.length);
+
+    const every = this.options.checkpointEvery ?? 50;
+    let sinceSave = 0;
+    // During a rematch the old generation's state stays until the whole new listing is settled: a checkpoint of
+    // the new UIDVALIDITY written halfway would make the next run treat unmatched old messages as new ones.
+    const rematching = plan.kind === 'rematch';
+    const save = async (uidNext: number, final = false) => {
+      if (rematching && !final) return;
+      this.checkLease();
+      const next: FolderState = {
+        folder,
+        uidValidity: status.uidValidity,
+        committedThroughUid: checkpoint.value,
+        uidNext,
+        highestModseq: status.highestModseq,
+      };
+      await this.deps.index.saveFolderState(this.lease, next);
+    };
+
+    let finished = false;
+    try {
+      await session.fetchBodies(todo, async (uid, size, body) => {
+        if (!this.budgetLeft()) throw new BudgetSpent();
+        const upstream = idOf(uid);
+        const { record, contentSha256 } = await this.store(upstream, body, size);
+        if (plan.kind === 'rematch' && (await this.matchExisting(upstream, record, contentSha256))) {
+          this.report.skipped++;
+        } else {
+          await this.commit(record);
+        }
+        checkpoint.settle(uid);
+        this.progress(todo.length);
+        if (++sinceSave >= every) {
+          sinceSave = 0;
+          await save(state?.uidNext ?? 1);
+        }
+      });
+      finished = true;
+    } catch (err) {
+      if (!(err instanceof BudgetSpent)) {
+        await save(state?.uidValidity === status.uidValidity ? state.uidNext : 1).catch(() => undefined);
+        throw err;
+      }
+    }
+    if (finished) {
+      // Every listed UID was delivered or has vanished meanwhile; UIDs are never reused, so all are settled.
+      const last = listed[listed.length - 1];
+      if (last) checkpoint.settleThrough(last.uid);
+      await save(status.uidNext, true);
+      return true;
+    }
+    await save(state?.uidValidity === status.uidValidity ? state.uidNext : 1);
+    this.report.outcome = 'more';
+    this.report.notes.push(
+      `${folder}: time budget spent; the next run continues from UID ${checkpoint.value + 1}`,
+    );
+    return false;
+  }
+
+  /**
+   * After a UIDVALIDITY change: if a stored message has the same content and no identity in the new generation
+   * claims it yet, record the new UID as an alias and drop the object just written; nothing is stored twice.
+   */
+  private async matchExisting(
+    upstream: UpstreamId,
+    record: MessageRecord,
+    contentSha256: string,
+  ): Promise<boolean> {
+    if (upstream.kind !== 'imap') return false;
+    const newPrefix = imapFolderPrefix(upstream.folder, upstream.uidValidity);
+    const entries = await this.deps.index.findByContent(this.source.id, contentSha256);
+    const claimed = new Set(entries.filter((e) => e.identity.startsWith(newPrefix)).map((e) => e.target));
+    const target = entries.find((e) => !e.identity.startsWith(newPrefix) && !claimed.has(e.target))?.target;
+    if (!target) return false;
+    await this.deps.store.delete(record.object.key);
+    this.checkLease();
+    await this.deps.index.commitAlias(this.lease, upstream, target, contentSha256);
+    return true;
+  }
+
+  private async syncPop3(session: Pop3Session): Promise<void> {
+    const listing = await session.list();
+    const candidates: Pop3Candidate[] = [];
+    const seenTop = new Map<string, number>();
+    for (const entry of listing) {
+      let upstream: UpstreamId;
+      if (entry.uidl !== undefined) {
+        upstream = { kind: 'pop3', uidl: entry.uidl };
+      } else {
+        // No UIDL: the header block identifies the message; identical headers get an ordinal.
+        const headerHash = sha256Hex(await session.topHeaders(entry.number));
+        const nth = (seenTop.get(headerHash) ?? 0) + 1;
+        seenTop.set(headerHash, nth);
+        upstream = { kind: 'pop3-top', headerHash: nth === 1 ? headerHash : `${headerHash}#${nth}` };
+      }
+      candidates.push({ number: entry.number, identity: identityKey(upstream), size: entry.size });
+      this.pop3Upstream.set(entry.number, upstream);
+    }
+    const committed = await this.deps.index.committedIdentities(this.source.id, 'pop3');
+    const plan = planPop3Sync(committed, candidates);
+    const sizes = new Map(candidates.map((c) => [c.number, c.size]));
+    this.progress(plan.fetch.length);
+    try {
+      await session.retrieve(
+        plan.fetch.map((c) => c.number),
+        async (number, body) => {
+          if (!this.budgetLeft()) throw new BudgetSpent();
+          const upstream = this.pop3Upstream.get(number)!;
+          const { record } = await this.store(upstream, body, sizes.get(number) ?? 0);
+          await this.commit(record);
+          this.progress(plan.fetch.length);
+        },
+      );
+    } catch (err) {
+      if (!(err instanceof BudgetSpent)) throw err;
+      this.report.outcome = 'more';
+      this.report.notes.push('time budget spent; the next run continues');
+    }
+  }
+
+  private readonly pop3Upstream = new Map<number, UpstreamId>();
+}

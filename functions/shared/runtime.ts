@@ -1,0 +1,89 @@
+import { SSMClient } from '@aws-sdk/client-ssm';
+import { DynamoMessageIndex } from '../adapters/dynamodb/message-index';
+import { openImapSession } from '../adapters/imap/imap-session';
+import { PostalMimeParser } from '../adapters/mime';
+import { openPop3Session } from '../adapters/pop3';
+import { S3RawMailStore } from '../adapters/s3/raw-mail-store';
+import { ConfiguredCredentials } from '../adapters/secrets/credentials';
+import type { Logger, MailConnector } from '../core/ports';
+import type { SyncDeps } from '../core/sync';
+import { ensureTable, startLocalAws, type LocalAws } from '../local/emulators';
+import { makeAwsClients } from './aws-clients';
+import type { Config } from './config';
+
+export const LOCAL_TABLE = 'tributary';
+export const LOCAL_BUCKET = 'tributary-raw';
+
+export interface Runtime {
+  deps: SyncDeps;
+  index: DynamoMessageIndex;
+  store: S3RawMailStore;
+  connector: MailConnector;
+  close(): Promise<void>;
+}
+
+export const silentLogger: Logger = {
+  debug: () => undefined,
+  info: () => undefined,
+  warn: () => undefined,
+  error: () => undefined,
+};
+
+export function makeConnector(logger?: Logger): MailConnector {
+  return {
+    openImap: (source, password, options) => openImapSession(source, password, { ...options, logger }),
+    openPop3: (source, password, options) => openPop3Session(source, password, options),
+  };
+}
+
+/**
+ * The composition root for one machine (CLI) or a test: builds every adapter once from the config. In local mode
+ * it starts DynamoDB Local and the S3 server with their data under `dataDir`, and stops them on close().
+ */
+export async function openRuntime(config: Config, logger: Logger = silentLogger): Promise<Runtime> {
+  let local: LocalAws | undefined;
+  let table: string;
+  let bucket: string;
+  if (config.store.mode === 'local') {
+    local = await startLocalAws({
+      dataDir: config.store.dataDir,
+      bucket: LOCAL_BUCKET,
+      s3Dir: `${config.store.dataDir}/s3`,
+    });
+    Object.assign(process.env, local.env);
+    table = LOCAL_TABLE;
+    bucket = LOCAL_BUCKET;
+  } else {
+    if (config.store.region) process.env.AWS_REGION = config.store.region;
+    table = config.store.table;
+    bucket = config.store.bucket;
+  }
+  const clients = makeAwsClients();
+  if (local) await ensureTable(clients.dynamodb, table);
+  const index = new DynamoMessageIndex(clients.documents, table);
+  const store = new S3RawMailStore(clients.s3, bucket);
+  const connector = makeConnector(logger);
+  const refs = new Map(config.sources.map((s) => [s.id, s.secret] as const));
+  const ssm = config.store.mode === 'aws' ? new SSMClient({}) : undefined;
+  const deps: SyncDeps = {
+    connector,
+    store,
+    index,
+    parser: new PostalMimeParser(),
+    credentials: new ConfiguredCredentials(refs, ssm),
+    clock: { now: () => Date.now() },
+    logger,
+  };
+  return {
+    deps,
+    index,
+    store,
+    connector,
+    close: async () => {
+      clients.dynamodb.destroy();
+      clients.s3.destroy();
+      ssm?.destroy();
+      await local?.stop();
+    },
+  };
+}

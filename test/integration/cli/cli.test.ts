@@ -1,0 +1,229 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { main, type Io } from '../../../functions/cli/main';
+import { bulkCorpus, standardCorpus } from '../../support/corpus';
+import { MailLab, type TestUser } from '../../support/mail-lab';
+import { freePort } from '../../../functions/local/processes';
+
+const lab = MailLab.fromEnv();
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'trib-cli-'));
+fs.writeFileSync(path.join(dir, 'ca.pem'), lab.ca);
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+let n = 0;
+function writeConfig(sources: Array<Record<string, unknown>>): string {
+  const file = path.join(dir, `config-${++n}.json`);
+  fs.writeFileSync(
+    file,
+    JSON.stringify({
+      store: {
+        mode: 'aws',
+        table: process.env.TRIBUTARY_TEST_TABLE,
+        bucket: process.env.TRIBUTARY_TEST_BUCKET,
+      },
+      sources,
+    }),
+  );
+  return file;
+}
+
+function imapSource(user: TestUser, id: string, extra: Record<string, unknown> = {}) {
+  const env = `PW_${id.replace(/-/g, '_').toUpperCase()}`;
+  process.env[env] = user.password;
+  return {
+    id,
+    protocol: 'imap',
+    host: '127.0.0.1',
+    port: lab.info.ports.imaps,
+    tls: 'implicit',
+    caFile: 'ca.pem',
+    servername: 'localhost',
+    user: user.name,
+    secret: { env },
+    ...extra,
+  };
+}
+
+async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const io: Io = { out: (t) => (out += t), err: (t) => (err += t), isTty: false };
+  const code = await main(args, io);
+  return { code, out, err };
+}
+
+const uniq = () => Math.random().toString(36).slice(2, 8);
+
+describe('the tributary CLI', () => {
+  it('syncs, lists the inbox newest first, lists sources and exports byte for byte', async () => {
+    const user = lab.createUser();
+    const corpus = standardCorpus(3);
+    for (const m of corpus) lab.deliver(user, m.raw);
+    const id = `cli-${uniq()}`;
+    const config = writeConfig([imapSource(user, id)]);
+
+    const sync = await cli(['sync', '--config', config]);
+    expect(sync.err).toBe('');
+    expect(sync.code).toBe(0);
+    expect(sync.out).toMatch(new RegExp(`${id}: ok, ${corpus.length} new messages`));
+
+    const again = await cli(['sync', '--config', config, '--json']);
+    expect(JSON.parse(again.out)).toMatchObject({ sources: [{ sourceId: id, outcome: 'ok', fetched: 0 }] });
+
+    const inbox = await cli(['inbox', '--config', config, '--json', '--limit', '5']);
+    const page = JSON.parse(inbox.out) as {
+      messages: Array<{ date: string; sourceId: string }>;
+      cursor: string | null;
+    };
+    expect(page.messages).toHaveLength(5);
+    const dates = page.messages.map((m) => m.date);
+    expect([...dates].sort().reverse()).toEqual(dates);
+    expect(page.cursor).toEqual(expect.any(String));
+
+    const list = await cli(['sources', 'list', '--config', config]);
+    expect(list.out).toContain(`inbox: ${corpus.length} messages`);
+    expect(list.out).toMatch(/last run: .* ok/);
+
+    const out = path.join(dir, `export-${id}`);
+    const exp = await cli(['export', '--config', config, '--format', 'maildir', '--out', out]);
+    expect(exp.code).toBe(0);
+    const files = fs.readdirSync(path.join(out, id, 'cur'));
+    expect(files).toHaveLength(corpus.length);
+    // The export holds exactly the bytes the server serves (CRLF) for every corpus message.
+    const client = await lab.imap(user);
+    const served: Buffer[] = [];
+    try {
+      const lock = await client.getMailboxLock('INBOX', { readOnly: true });
+      try {
+        for await (const m of client.fetch('1:*', { source: true })) served.push(m.source!);
+      } finally {
+        lock.release();
+      }
+    } finally {
+      await client.logout();
+    }
+    const exported = files
+      .map((f) => fs.readFileSync(path.join(out, id, 'cur', f)).toString('base64'))
+      .sort();
+    expect(exported).toEqual(served.map((b) => b.toString('base64')).sort());
+
+    const mbox = await cli(['export', '--config', config, '--format', 'mbox', '--out', out]);
+    expect(mbox.code).toBe(0);
+    const text = fs.readFileSync(path.join(out, `${id}.mbox`), 'latin1');
+    expect(text.split(/^From /m).length - 1).toBe(corpus.length);
+  });
+
+  it('tests a source: TLS, certificate, capabilities, folders, count and quota', async () => {
+    const user = lab.createUser('q', { quotaBytes: 5 * 1024 * 1024 });
+    await lab.append(
+      user,
+      bulkCorpus(2, 1, { maxBytes: 10_000 }).map((m) => m.raw),
+    );
+    const id = `cli-${uniq()}`;
+    const config = writeConfig([imapSource(user, id)]);
+    const res = await cli(['sources', 'test', id, '--config', config]);
+    expect(res.code).toBe(0);
+    expect(res.out).toMatch(/TLS: TLSv1\.[23] .* certificate localhost issued by Tributary Test CA/);
+    expect(res.out).toMatch(/UIDPLUS yes/);
+    expect(res.out).toMatch(/QUOTA yes/);
+    expect(res.out).toMatch(/INBOX: 2 messages/);
+    expect(res.out).toMatch(/quota: .* of 5\.0 MB/);
+  });
+
+  describe('shows each failure with a message a person can act on, and the other sources go on', () => {
+    const cases: Array<[string, (u: TestUser) => Promise<Record<string, unknown>>, RegExp]> = [
+      [
+        'wrong password',
+        async () => ({ secret: { env: 'PW_WRONG' } }),
+        /\[AUTH_FAILED\] IMAP login refused by 127\.0\.0\.1 for user .*: check the password/,
+      ],
+      [
+        'refused connection',
+        async () => ({ port: await freePort() }),
+        /\[CONNECTION_REFUSED\] nothing accepts connections on 127\.0\.0\.1:\d+/,
+      ],
+      [
+        'untrusted certificate',
+        async () => ({ caFile: undefined }),
+        /\[TLS_CERT_UNTRUSTED\] the certificate of .* is not trusted/,
+      ],
+      [
+        'certificate for another host',
+        async () => ({ servername: 'mail.other.example' }),
+        /\[TLS_HOSTNAME_MISMATCH\] the certificate of .* is not valid for the name mail\.other\.example/,
+      ],
+      [
+        'STARTTLS required but not offered',
+        async () => ({ host: lab.info.noTlsHost, port: lab.info.ports.imap, tls: 'starttls' }),
+        /\[STARTTLS_UNAVAILABLE\] .* does not offer STARTTLS/,
+      ],
+      [
+        'missing folder',
+        async () => ({ folders: ['INBOX', 'Archive/2019'] }),
+        /\[FOLDER_NOT_FOUND\] the folder "Archive\/2019" does not exist/,
+      ],
+      [
+        'a server that does not speak IMAP',
+        async () => ({ port: lab.info.ports.pop3s }),
+        /\[NOT_THAT_PROTOCOL\] .* does not speak IMAP/,
+      ],
+      [
+        'a secret that is not set',
+        async () => ({ secret: { env: 'TRIBUTARY_NOT_SET_ANYWHERE' } }),
+        /\[SECRET_MISSING\] source .*: no password found in the environment variable TRIBUTARY_NOT_SET_ANYWHERE/,
+      ],
+    ];
+    process.env.PW_WRONG = 'definitely-wrong';
+
+    it.each(cases)('%s', async (_name, broken, message) => {
+      const bad = lab.createUser();
+      const good = lab.createUser();
+      lab.deliver(good, bulkCorpus(1, 4, { maxBytes: 5_000 })[0]!.raw);
+      const badId = `bad-${uniq()}`;
+      const goodId = `good-${uniq()}`;
+      const badSource = { ...imapSource(bad, badId), ...(await broken(bad)) };
+      const config = writeConfig([badSource, imapSource(good, goodId)]);
+      const res = await cli(['sync', '--config', config]);
+      expect(res.code).toBe(1);
+      expect(res.out).toMatch(new RegExp(`${badId}: FAILED ${message.source}`));
+      expect(res.out).toContain(`${goodId}: ok, 1 new message`);
+      expect(res.out).not.toContain(bad.password);
+      const list = await cli(['sources', 'list', '--config', config]);
+      expect(list.out).toMatch(message);
+    });
+
+    it('sends no login when STARTTLS is missing', async () => {
+      const user = lab.createUser();
+      const id = `nostls-${uniq()}`;
+      const config = writeConfig([
+        { ...imapSource(user, id), host: lab.info.noTlsHost, port: lab.info.ports.imap, tls: 'starttls' },
+      ]);
+      await cli(['sync', '--config', config]);
+      const log = fs.readFileSync(path.join(lab.info.dir, 'dovecot.log'), 'utf8');
+      expect(log).not.toContain(user.name);
+    });
+  });
+
+  it('refuses a bad config with exit status 2, naming the field', async () => {
+    const file = path.join(dir, 'bad.json');
+    fs.writeFileSync(
+      file,
+      JSON.stringify({
+        sources: [
+          {
+            id: 'x',
+            protocol: 'imap',
+            host: 'mail.example.com',
+            user: 'a',
+            secret: { env: 'X' },
+            tls: 'none',
+          },
+        ],
+      }),
+    );
+    const res = await cli(['sync', '--config', file]);
+    expect(res.code).toBe(2);
+    expect(res.err).toMatch(/sources\[0\] \(id "x"\)\.tls: "none" sends the password in clear/);
+  });
+});

@@ -1,0 +1,46 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Source } from '../../functions/core/model';
+
+/**
+ * Starts test/support/sync-child.ts for `source` in its own process (for kill and memory tests). `onLine` sees each
+ * line it prints: `committed N` per commit and a final `report {...}`.
+ */
+export function spawnChildSync(
+  source: Source,
+  password: string,
+  options: { leaseMs: number; onLine?: (line: string, child: ChildProcess) => void },
+): {
+  child: ChildProcess;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; output: string }>;
+} {
+  const file = path.join(os.tmpdir(), `child-sync-${source.id}.json`);
+  fs.writeFileSync(file, JSON.stringify(source));
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(__dirname, 'sync-child.ts'), file], {
+    env: {
+      ...process.env,
+      TRIBUTARY_CHILD_PASSWORD: password,
+      TRIBUTARY_CHILD_LEASE_MS: String(options.leaseMs),
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let output = '';
+  let pending = '';
+  child.stdout.setEncoding('utf8').on('data', (text: string) => {
+    output += text;
+    pending += text;
+    const lines = pending.split('\n');
+    pending = lines.pop() ?? '';
+    for (const line of lines) options.onLine?.(line, child);
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; output: string }>(
+    (resolve) =>
+      child.once('exit', (code, signal) => {
+        fs.rmSync(file, { force: true });
+        resolve({ code, signal, output });
+      }),
+  );
+  return { child, exited };
+}

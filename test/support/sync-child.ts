@@ -1,0 +1,35 @@
+/**
+ * A sync in its own process, for kill tests: `node --import tsx test/support/sync-child.ts <source.json>`.
+ * The password comes from TRIBUTARY_CHILD_PASSWORD; it prints one line per committed message so the parent
+ * can kill it at a chosen point of the work.
+ */
+import fs from 'node:fs';
+import { MailLab } from './mail-lab';
+import { TestTributary } from './tributary';
+import type { Source } from '../../functions/core/model';
+
+async function run(): Promise<void> {
+  const source = JSON.parse(fs.readFileSync(process.argv[2]!, 'utf8')) as Source;
+  const t = new TestTributary(MailLab.fromEnv());
+  t.passwords.set(source.id, process.env.TRIBUTARY_CHILD_PASSWORD!);
+  let last = 0;
+  const report = await t.sync(source, {
+    leaseTtlMs: Number(process.env.TRIBUTARY_CHILD_LEASE_MS ?? 2000),
+    onProgress: (p) => {
+      if (p.fetched !== last) {
+        last = p.fetched;
+        process.stdout.write(`committed ${p.fetched}\n`);
+      }
+    },
+  });
+  // maxRSS is in KiB: the peak resident memory of this whole process.
+  process.stdout.write(
+    `report ${JSON.stringify({ ...report, maxRssBytes: process.resourceUsage().maxRSS * 1024 })}\n`,
+  );
+  t.close();
+}
+
+run().catch((err: unknown) => {
+  process.stderr.write(`${String(err)}\n`);
+  process.exit(1);
+});

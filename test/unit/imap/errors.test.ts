@@ -1,0 +1,92 @@
+import { compactUidSet, imapError } from '../../../functions/adapters/imap/imap-session';
+import type { Source } from '../../../functions/core/model';
+
+const source: Source = {
+  id: 'work',
+  protocol: 'imap',
+  host: 'imap.example.com',
+  port: 993,
+  tls: 'implicit',
+  user: 'ann',
+  folders: ['INBOX'],
+  pollMinutes: 5,
+  enabled: true,
+  retention: { mode: 'keep' },
+};
+
+/** Failures a loopback server cannot produce on demand (DNS), and the mapping of every error imapflow raises. */
+describe('imapError', () => {
+  it.each([
+    [
+      Object.assign(new Error('getaddrinfo ENOTFOUND imap.example.com'), { code: 'ENOTFOUND' }),
+      'HOST_NOT_FOUND',
+      false,
+      /does not resolve: check the spelling of "host"/,
+    ],
+    [
+      Object.assign(new Error('getaddrinfo EAI_AGAIN'), { code: 'EAI_AGAIN' }),
+      'HOST_NOT_FOUND',
+      true,
+      /does not resolve/,
+    ],
+    [
+      Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }),
+      'CONNECTION_REFUSED',
+      true,
+      /nothing accepts connections on imap\.example\.com:993/,
+    ],
+    [
+      Object.assign(new Error('Greeting timeout'), { code: 'GREETING_TIMEOUT' }),
+      'TIMEOUT',
+      true,
+      /did not answer in time/,
+    ],
+    [
+      Object.assign(new Error('Command failed'), {
+        authenticationFailed: true,
+        responseText: 'Authentication failed.',
+      }),
+      'AUTH_FAILED',
+      false,
+      /login refused .* for user ann: check the password/,
+    ],
+    [
+      Object.assign(new Error('Server does not support STARTTLS'), { tlsFailed: true }),
+      'STARTTLS_UNAVAILABLE',
+      false,
+      /nothing was sent in clear/,
+    ],
+    [
+      Object.assign(new Error('Hostname/IP does not match'), { code: 'ERR_TLS_CERT_ALTNAME_INVALID' }),
+      'TLS_HOSTNAME_MISMATCH',
+      false,
+      /not valid for the name imap\.example\.com/,
+    ],
+    [
+      Object.assign(new Error('certificate has expired'), { code: 'CERT_HAS_EXPIRED' }),
+      'TLS_CERT_UNTRUSTED',
+      false,
+      /caFile/,
+    ],
+    [
+      Object.assign(new Error('Unexpected char'), { code: 'ParserError11' }),
+      'NOT_THAT_PROTOCOL',
+      false,
+      /does not speak IMAP/,
+    ],
+    [Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }), 'CONNECTION_LOST', true, /lost/],
+  ])('maps %s to %s', (err, code, retryable, message) => {
+    const mapped = imapError(source, err, 'connect and login');
+    expect({ code: mapped.code, retryable: mapped.retryable }).toEqual({ code, retryable });
+    expect(mapped.message).toMatch(message);
+    expect(mapped.cause).toBe(err);
+  });
+});
+
+describe('compactUidSet', () => {
+  it.each([
+    [[1], '1'],
+    [[3, 1, 2], '1:3'],
+    [[1, 2, 3, 7, 9, 10, 10], '1:3,7,9:10'],
+  ])('%j -> %s', (uids, set) => expect(compactUidSet(uids)).toBe(set));
+});

@@ -1,0 +1,193 @@
+import net from 'node:net';
+
+/**
+ * A scripted POP3 server on 127.0.0.1 for the faults Dovecot will not make on demand: every byte in its own TCP
+ * segment, stalls, drops mid-body, garbage. Not a stand-in for Dovecot on the happy path.
+ */
+export interface FakeOptions {
+  messages: Buffer[];
+  password?: string;
+  capabilities?: string[];
+  /** 'bytes': one byte per write with setImmediate between (NODELAY); 'bulk': whole answers. */
+  mode?: 'bytes' | 'bulk';
+  greeting?: string | null;
+  /**
+   * Answer for a command instead of the normal one (`undefined` = normal): pieces sent in order, where 'close'
+   * drops the connection; 'stall' answers nothing.
+   */
+  override?: (command: string) => Array<Buffer | string> | 'stall' | undefined;
+}
+
+export interface FakeServer {
+  port: number;
+  /** Every command line received, in order (PASS included: the fake is the server). */
+  received: string[];
+  /** Most RETR commands outstanding at once as the server saw it (1 = one at a time, more = pipelined). */
+  maxRetrAhead: number;
+  /** The server side of the last connection, to look at its write buffer. */
+  lastSocket?: net.Socket;
+  deleted: Set<number>;
+  close(): Promise<void>;
+}
+
+function stuff(message: Buffer): Buffer {
+  const text = message.toString('latin1');
+  return Buffer.from(text.replace(/(^|\r\n)\./g, '$1..'), 'latin1');
+}
+
+export async function startFakePop3(options: FakeOptions): Promise<FakeServer> {
+  const mode = options.mode ?? 'bytes';
+  const password = options.password ?? 'secret';
+  const caps = options.capabilities ?? ['USER', 'UIDL', 'TOP', 'PIPELINING'];
+  const sockets = new Set<net.Socket>();
+  const fake: FakeServer = {
+    port: 0,
+    received: [],
+    maxRetrAhead: 0,
+    deleted: new Set(),
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    fake.lastSocket = socket;
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    socket.setNoDelay(true);
+    const out: Array<{ data: Buffer | 'close'; retr?: boolean }> = [];
+    let writing = false;
+    /** RETR answers queued or being written. */
+    let unfinishedRetr = 0;
+    let deletedThisSession = new Set<number>();
+
+    const pump = () => {
+      if (writing) return;
+      const item = out.shift();
+      if (item === undefined) return;
+      const next = item.data;
+      if (next === 'close') {
+        socket.destroy();
+        return;
+      }
+      writing = true;
+      const done = () => {
+        writing = false;
+        if (item.retr) unfinishedRetr--;
+        pump();
+      };
+      if (mode === 'bulk') {
+        socket.write(next, () => setImmediate(done));
+        return;
+      }
+      let i = 0;
+      const step = () => {
+        if (socket.destroyed) return;
+        if (i >= next.length) return done();
+        socket.write(next.subarray(i, ++i));
+        setImmediate(step);
+      };
+      step();
+    };
+    const send = (data: Buffer | string, retr = false) => {
+      out.push({
+        data: typeof data === 'string' && data !== 'close' ? Buffer.from(data, 'latin1') : data,
+        retr,
+      });
+      if (retr) unfinishedRetr++;
+      pump();
+    };
+
+    if (options.greeting !== null) send(options.greeting ?? '+OK fake POP3 ready\r\n');
+
+    let input = '';
+    socket.on('data', (chunk: Buffer) => {
+      input += chunk.toString('latin1');
+      let eol: number;
+      while ((eol = input.indexOf('\r\n')) >= 0) {
+        const line = input.slice(0, eol);
+        input = input.slice(eol + 2);
+        fake.received.push(line);
+        const [verb = '', arg1, arg2] = line.split(' ');
+        if (verb.toUpperCase() === 'RETR')
+          fake.maxRetrAhead = Math.max(fake.maxRetrAhead, unfinishedRetr + 1);
+        const custom = options.override?.(line);
+        if (custom === 'stall') continue;
+        if (custom !== undefined) {
+          for (const piece of custom) send(piece);
+          continue;
+        }
+        const n = Number(arg1);
+        const msg = options.messages[n - 1];
+        const exists = msg !== undefined && !deletedThisSession.has(n);
+        switch (verb.toUpperCase()) {
+          case 'CAPA':
+            send(`+OK\r\n${caps.map((c) => `${c}\r\n`).join('')}.\r\n`);
+            break;
+          case 'USER':
+            send('+OK\r\n');
+            break;
+          case 'PASS':
+            send(arg1 === password ? '+OK logged in\r\n' : `-ERR [AUTH] Authentication failed.\r\n`);
+            break;
+          case 'STAT': {
+            const size = options.messages.reduce((s, m) => s + m.length, 0);
+            send(`+OK ${options.messages.length} ${size}\r\n`);
+            break;
+          }
+          case 'UIDL':
+            send(`+OK\r\n${options.messages.map((_, i) => `${i + 1} uid-${i + 1}\r\n`).join('')}.\r\n`);
+            break;
+          case 'LIST':
+            send(`+OK\r\n${options.messages.map((m, i) => `${i + 1} ${m.length}\r\n`).join('')}.\r\n`);
+            break;
+          case 'RETR':
+            if (!exists) send(`-ERR no such message\r\n`, true);
+            else
+              send(
+                Buffer.concat([
+                  Buffer.from(`+OK ${msg.length} octets\r\n`),
+                  stuff(msg),
+                  Buffer.from('.\r\n'),
+                ]),
+                true,
+              );
+            break;
+          case 'TOP': {
+            if (!exists || arg2 !== '0') {
+              send('-ERR no such message\r\n');
+              break;
+            }
+            const text = msg.toString('latin1');
+            const head = text.slice(0, text.indexOf('\r\n\r\n') + 4);
+            send(
+              Buffer.concat([
+                Buffer.from('+OK\r\n'),
+                stuff(Buffer.from(head, 'latin1')),
+                Buffer.from('.\r\n'),
+              ]),
+            );
+            break;
+          }
+          case 'DELE':
+            deletedThisSession.add(n);
+            send(exists ? '+OK deleted\r\n' : '-ERR no such message\r\n');
+            break;
+          case 'QUIT':
+            for (const d of deletedThisSession) fake.deleted.add(d);
+            deletedThisSession = new Set();
+            send('+OK bye\r\n');
+            send('close');
+            break;
+          default:
+            send('-ERR unknown command\r\n');
+        }
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  fake.port = (server.address() as net.AddressInfo).port;
+  return fake;
+}
