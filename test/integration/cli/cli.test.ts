@@ -131,6 +131,28 @@ describe('the tributary CLI', () => {
     expect(res.out).toMatch(/quota: .* of 5\.0 MB/);
   });
 
+  it('tests a POP3 source over STLS: TLS, capabilities, maildrop; and a wrong POP3 password fails clearly', async () => {
+    const user = lab.createUser();
+    lab.deliver(user, bulkCorpus(1, 2, { maxBytes: 5_000 })[0]!.raw);
+    const id = `pop-${uniq()}`;
+    const pop = { ...imapSource(user, id), protocol: 'pop3', port: lab.info.ports.pop3, tls: 'starttls' };
+    const config = writeConfig([pop]);
+    const res = await cli(['sources', 'test', id, '--config', config]);
+    expect(res.err).toBe('');
+    expect(res.out).toMatch(/TLS: TLSv1\.[23] .* certificate localhost issued by Tributary Test CA/);
+    expect(res.out).toMatch(/UIDL yes, TOP yes, PIPELINING yes/);
+    expect(res.out).toMatch(/maildrop: 1 messages/);
+
+    const wrong = writeConfig([{ ...pop, secret: { env: 'PW_WRONG' } }]);
+    const sync = await cli(['sync', '--config', wrong]);
+    expect(sync.code).toBe(1);
+    expect(sync.out).toMatch(
+      new RegExp(
+        `${id}: FAILED \\[AUTH_FAILED\\] POP3 login refused by 127\\.0\\.0\\.1 for user ${user.name}`,
+      ),
+    );
+  });
+
   describe('shows each failure with a message a person can act on, and the other sources go on', () => {
     const cases: Array<[string, (u: TestUser) => Promise<Record<string, unknown>>, RegExp]> = [
       [
