@@ -32,11 +32,16 @@ export type UpstreamId =
   | { kind: 'pop3'; uidl: string }
   | { kind: 'pop3-top'; headerHash: string };
 
+/** `#` separates the parts of an identity key, so a folder name's own `#` (and `%`) are escaped. */
+function escapePart(part: string): string {
+  return part.replace(/%/g, '%25').replace(/#/g, '%23');
+}
+
 /** One string per identity, sortable by UID within a folder (UIDs zero-padded to 10 digits). */
 export function identityKey(id: UpstreamId): string {
   switch (id.kind) {
     case 'imap':
-      return `imap#${id.folder}#${id.uidValidity}#${String(id.uid).padStart(10, '0')}`;
+      return `${imapFolderPrefix(id.folder, id.uidValidity)}${String(id.uid).padStart(10, '0')}`;
     case 'pop3':
       return `pop3#${id.uidl}`;
     case 'pop3-top':
@@ -44,9 +49,14 @@ export function identityKey(id: UpstreamId): string {
   }
 }
 
+/** The prefix of every identity key of one IMAP folder, all generations. */
+export function imapFolderKeyPrefix(folder: string): string {
+  return `imap#${escapePart(folder)}#`;
+}
+
 /** The prefix of every identity key of one IMAP folder generation (folder + UIDVALIDITY). */
 export function imapFolderPrefix(folder: string, uidValidity: string): string {
-  return `imap#${folder}#${uidValidity}#`;
+  return `${imapFolderKeyPrefix(folder)}${uidValidity}#`;
 }
 
 export interface Address {
@@ -75,6 +85,8 @@ export interface MessageMetadata {
   /** `full`, `headers-only` (too big to parse whole within bounds), or `failed` (stored raw, listed with what was read). */
   parse: 'full' | 'headers-only' | 'failed';
   parseError?: string;
+  /** Lists or fields were cut to fit the index; the raw message has everything. */
+  truncated?: boolean;
 }
 
 /** The bytes as stored: exactly what the server served. */

@@ -58,6 +58,10 @@ export class UidCheckpoint {
   /** Everything listed up to and including `uid` is settled (e.g. a batch finished: the missing ones vanished). */
   settleThrough(uid: number): void {
     for (const u of this.pending) if (u <= uid) this.settle(u);
+    // Nothing listed at or below `uid` is pending any more: UIDs up to it that were never listed are gone.
+    if (this.index >= this.pending.length || this.pending[this.index]! > uid) {
+      this.committedThrough = Math.max(this.committedThrough, uid);
+    }
   }
 
   get value(): number {

@@ -1,8 +1,8 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { BodyTap, sha256Hex } from './body-tap';
-import { describeError, LeaseLostError, TributaryError } from './errors';
-import { identityKey, imapFolderPrefix } from './model';
+import { describeError, LeaseLostError } from './errors';
+import { identityKey, imapFolderKeyPrefix, imapFolderPrefix } from './model';
 import type { FolderState, MessageRecord, Source, SourceRunReport, UpstreamId } from './model';
 import { planImapFolder, planPop3Sync, UidCheckpoint, type Pop3Candidate } from './planners';
 import type {
@@ -108,10 +108,11 @@ export async function syncSource(
     report.error = { code: described.code, message: described.message };
     deps.logger.warn('sync failed', { sourceId: source.id, code: described.code, error: described.message });
   } finally {
-    run.stopRenewing();
+    await run.stopRenewing();
     report.durationMs = deps.clock.now() - started;
     try {
-      await deps.index.recordRun(report, deps.clock.now());
+      // A run that lost its lease must not overwrite its successor's status.
+      if (report.error?.code !== 'LEASE_LOST') await deps.index.recordRun(report, deps.clock.now());
     } catch (err) {
       deps.logger.error('could not record the run status', {
         sourceId: source.id,
@@ -125,7 +126,8 @@ export async function syncSource(
 
 class SourceRun {
   private renewTimer?: NodeJS.Timeout;
-  private leaseProblem?: unknown;
+  private renewing: Promise<void> = Promise.resolve();
+  private leaseLost = false;
 
   constructor(
     private readonly deps: SyncDeps,
@@ -136,16 +138,29 @@ class SourceRun {
   ) {
     const ttl = options.leaseTtlMs ?? 60_000;
     this.renewTimer = setInterval(() => {
-      deps.index.renewLease(this.lease, ttl, deps.clock.now()).then(
-        (renewed) => (this.lease = renewed),
-        (err: unknown) => (this.leaseProblem = err),
+      this.renewing = deps.index.renewLease(this.lease, ttl, deps.clock.now()).then(
+        (renewed) => {
+          this.lease = renewed;
+        },
+        (err: unknown) => {
+          // Only a lost lease is fatal; a failed renewal (throttling, network) is retried at the next tick, and
+          // every write still carries the fence, so an expired lease can never write over a successor.
+          if (err instanceof LeaseLostError) this.leaseLost = true;
+          else
+            deps.logger.warn('lease renewal failed; retrying', {
+              sourceId: source.id,
+              error: describeError(err).message,
+            });
+        },
       );
     }, ttl / 3);
     this.renewTimer.unref();
   }
 
-  stopRenewing(): void {
+  /** Stops renewing and waits for a renewal in flight, so it cannot extend the lease after it is released. */
+  async stopRenewing(): Promise<void> {
     clearInterval(this.renewTimer);
+    await this.renewing;
   }
 
   async execute(): Promise<void> {
@@ -164,9 +179,12 @@ class SourceRun {
       const session = await this.deps.connector.openPop3(this.source, password, connect);
       let quit = false;
       try {
-        await this.syncPop3(session);
-        await session.quit();
-        quit = true;
+        // After a stop for time, RETRs may still be in flight: drop the connection rather than drain them past
+        // the deadline. The sync sends no DELE, so QUIT would apply nothing anyway.
+        if (await this.syncPop3(session)) {
+          await session.quit();
+          quit = true;
+        }
       } finally {
         if (!quit) session.abort();
       }
@@ -178,10 +196,7 @@ class SourceRun {
   }
 
   private checkLease(): void {
-    if (this.leaseProblem)
-      throw this.leaseProblem instanceof TributaryError
-        ? this.leaseProblem
-        : new LeaseLostError(this.source.id);
+    if (this.leaseLost) throw new LeaseLostError(this.source.id);
   }
 
   private progress(planned?: number): void {
@@ -199,6 +214,7 @@ class SourceRun {
     body: Bytes,
     announcedSize: number,
   ): Promise<{ record: MessageRecord; contentSha256: string }> {
+    this.checkLease();
     const identity = identityKey(upstream);
     const key = rawObjectKey(this.source.id, identity);
     // Keep the whole message for the parser only when the server says it is small enough; of a bigger one keep
@@ -314,9 +330,9 @@ class SourceRun {
       }
     }
     if (finished) {
-      // Every listed UID was delivered or has vanished meanwhile; UIDs are never reused, so all are settled.
-      const last = listed[listed.length - 1];
-      if (last) checkpoint.settleThrough(last.uid);
+      // Every listed UID was delivered or has vanished meanwhile, and the listing (taken after EXAMINE) holds
+      // every UID below that UIDNEXT still there: UIDs are never reused, so everything below it is settled.
+      checkpoint.settleThrough(status.uidNext - 1);
       await save(status.uidNext, true);
       return true;
     }
@@ -338,18 +354,24 @@ class SourceRun {
     contentSha256: string,
   ): Promise<boolean> {
     if (upstream.kind !== 'imap') return false;
+    // Only this folder's earlier generations: an identical message in another folder is its own copy.
+    const folderPrefix = imapFolderKeyPrefix(upstream.folder);
     const newPrefix = imapFolderPrefix(upstream.folder, upstream.uidValidity);
-    const entries = await this.deps.index.findByContent(this.source.id, contentSha256);
+    const entries = (await this.deps.index.findByContent(this.source.id, contentSha256)).filter((e) =>
+      e.identity.startsWith(folderPrefix),
+    );
     const claimed = new Set(entries.filter((e) => e.identity.startsWith(newPrefix)).map((e) => e.target));
     const target = entries.find((e) => !e.identity.startsWith(newPrefix) && !claimed.has(e.target))?.target;
     if (!target) return false;
-    await this.deps.store.delete(record.object.key);
     this.checkLease();
     await this.deps.index.commitAlias(this.lease, upstream, target, contentSha256);
+    // Only after the fenced commit: a crash before this leaves an orphan object, never a missing one.
+    await this.deps.store.delete(record.object.key);
     return true;
   }
 
-  private async syncPop3(session: Pop3Session): Promise<void> {
+  /** Returns false when it stopped for time. */
+  private async syncPop3(session: Pop3Session): Promise<boolean> {
     const listing = await session.list();
     const candidates: Pop3Candidate[] = [];
     const seenTop = new Map<string, number>();
@@ -359,6 +381,13 @@ class SourceRun {
         upstream = { kind: 'pop3', uidl: entry.uidl };
       } else {
         // No UIDL: the header block identifies the message; identical headers get an ordinal.
+        if (!this.budgetLeft()) {
+          this.report.outcome = 'more';
+          this.report.notes.push(
+            'time budget spent reading headers (the server has no UIDL); the next run goes on',
+          );
+          return false;
+        }
         const headerHash = sha256Hex(await session.topHeaders(entry.number));
         const nth = (seenTop.get(headerHash) ?? 0) + 1;
         seenTop.set(headerHash, nth);
@@ -386,7 +415,9 @@ class SourceRun {
       if (!(err instanceof BudgetSpent)) throw err;
       this.report.outcome = 'more';
       this.report.notes.push('time budget spent; the next run continues');
+      return false;
     }
+    return true;
   }
 
   private readonly pop3Upstream = new Map<number, UpstreamId>();

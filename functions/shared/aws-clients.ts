@@ -18,18 +18,21 @@ export function isLocalEndpoint(env: NodeJS.ProcessEnv = process.env): boolean {
 }
 
 export function makeAwsClients(env: NodeJS.ProcessEnv = process.env): AwsClients {
-  const dynamodb = new DynamoDBClient({});
+  // No call may hang a sync forever: connect and per-request timeouts (a sync holds a lease while it waits).
+  const requestHandler = { connectionTimeout: 5_000, requestTimeout: 60_000 };
+  const dynamodb = new DynamoDBClient({ requestHandler });
   const documents = DynamoDBDocumentClient.from(dynamodb, {
     marshallOptions: { removeUndefinedValues: true },
   });
   const s3 = new S3Client(
     isLocalEndpoint(env)
       ? {
+          requestHandler,
           forcePathStyle: true,
           requestChecksumCalculation: 'WHEN_REQUIRED',
           responseChecksumValidation: 'WHEN_REQUIRED',
         }
-      : {},
+      : { requestHandler },
   );
   return { dynamodb, documents, s3 };
 }

@@ -8,7 +8,14 @@ import {
   type QueryCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import { LeaseLostError, StorageError } from '../../core/errors';
-import type { FolderState, MessageRecord, SourceRunReport, UpstreamId } from '../../core/model';
+import type {
+  Address,
+  FolderState,
+  MessageMetadata,
+  MessageRecord,
+  SourceRunReport,
+  UpstreamId,
+} from '../../core/model';
 import { identityKey } from '../../core/model';
 import type { Lease, MessageIndex } from '../../core/ports';
 import { keys } from './keys';
@@ -186,6 +193,7 @@ export class DynamoMessageIndex implements MessageIndex {
             SK: keys.messageSk(record.identity),
             type: 'message',
             ...record,
+            metadata: fitMetadata(record.metadata),
             [TABLE.indexes.inbox.partitionKey]: keys.inboxPk,
             [TABLE.indexes.inbox.sortKey]: inboxSk,
             [TABLE.indexes.sourceInbox.partitionKey]: pk,
@@ -358,6 +366,32 @@ export class DynamoMessageIndex implements MessageIndex {
       start = out.LastEvaluatedKey;
     } while (start);
   }
+}
+
+/** Metadata must leave the item well under DynamoDB's 400 KB: a message no item can hold would block its source. */
+const METADATA_BUDGET_BYTES = 64 * 1024;
+
+/** Trims address and attachment lists (then long strings) until the metadata fits; the raw message keeps it all. */
+export function fitMetadata(metadata: MessageMetadata, budget = METADATA_BUDGET_BYTES): MessageMetadata {
+  const size = (m: MessageMetadata) => Buffer.byteLength(JSON.stringify(m));
+  if (size(metadata) <= budget) return metadata;
+  const cut = (s: string | undefined, n: number) => (s && s.length > n ? s.slice(0, n) : s);
+  const shortAddress = (a: Address) => ({ name: cut(a.name, 64), address: cut(a.address, 128) });
+  let m: MessageMetadata = {
+    ...metadata,
+    to: metadata.to.slice(0, 10).map(shortAddress),
+    cc: metadata.cc.slice(0, 10).map(shortAddress),
+    attachments: metadata.attachments
+      .slice(0, 20)
+      .map((a) => ({ ...a, filename: cut(a.filename, 128), mimeType: cut(a.mimeType, 128)! })),
+    from: metadata.from && shortAddress(metadata.from),
+    subject: cut(metadata.subject, 512),
+    messageId: cut(metadata.messageId, 512),
+    parseError: cut(metadata.parseError, 512),
+    truncated: true,
+  };
+  if (size(m) > budget) m = { ...m, to: [], cc: [], attachments: [], snippet: cut(m.snippet, 200) ?? '' };
+  return m;
 }
 
 function toRecord(item: Item): MessageRecord {

@@ -26,7 +26,7 @@ function loggerAdapter(logger?: Logger) {
 }
 
 /** Turns what imapflow, Node's TLS and DNS throw into an error a person can act on. */
-export function imapError(source: Source, err: unknown, stage: string): UpstreamError {
+export function imapError(source: Source, err: unknown, stage: string, password?: string): UpstreamError {
   if (err instanceof UpstreamError) return err;
   const e = (err ?? {}) as {
     code?: string;
@@ -37,8 +37,11 @@ export function imapError(source: Source, err: unknown, stage: string): Upstream
     serverResponseCode?: string;
   };
   const where = `${source.host}:${source.port}`;
+  // Server text goes into messages: a server that echoes the password must not put it in our status or logs.
+  const scrub = (text: string) =>
+    password && password.length >= 3 ? text.split(password).join('***') : text;
   const make = (code: ErrorCode, message: string, retryable: boolean) =>
-    new UpstreamError(code, message, retryable, { cause: err });
+    new UpstreamError(code, scrub(message), retryable, { cause: err });
   if (e.authenticationFailed) {
     return make(
       'AUTH_FAILED',
@@ -224,7 +227,7 @@ export async function openImapSession(
         );
       }
     }
-    throw imapError(source, err, 'connect and login');
+    throw imapError(source, err, 'connect and login', password);
   }
   return new ImapFlowSession(client, source);
 }
@@ -322,6 +325,7 @@ class ImapFlowSession implements ImapSession {
     onMessage: (uid: number, size: number, body: Bytes) => Promise<void>,
   ): Promise<void> {
     let consumerError: Error | undefined;
+    const delivered = new Set<number>();
     try {
       for await (const m of this.client.fetch(
         compactUidSet(uids),
@@ -332,6 +336,7 @@ class ImapFlowSession implements ImapSession {
         const source = m.source;
         try {
           await onMessage(m.uid, source.length, oneChunk(source));
+          delivered.add(m.uid);
         } catch (err) {
           consumerError = err instanceof Error ? err : new Error(String(err));
           throw consumerError;
@@ -340,6 +345,36 @@ class ImapFlowSession implements ImapSession {
     } catch (err) {
       if (consumerError !== undefined) throw consumerError;
       throw imapError(this.source, err, 'UID FETCH BODY.PEEK[]');
+    }
+    await this.confirmGone(uids.filter((u) => !delivered.has(u)));
+  }
+
+  /**
+   * The caller settles UIDs that were not delivered as expunged; make sure they are. A closed connection or a
+   * server that answered without the body must not pass for an expunge: that would skip a message for good.
+   */
+  private async confirmGone(uids: number[]): Promise<void> {
+    if (!uids.length) return;
+    if (!this.client.usable || !this.client.mailbox) {
+      throw new UpstreamError(
+        'CONNECTION_LOST',
+        `the connection to ${this.source.host}:${this.source.port} was lost during UID FETCH`,
+        true,
+      );
+    }
+    let still: number[];
+    try {
+      const found = await this.client.search({ uid: compactUidSet(uids) }, { uid: true });
+      still = Array.isArray(found) ? found : [];
+    } catch (err) {
+      throw imapError(this.source, err, 'UID SEARCH');
+    }
+    if (still.length) {
+      throw new UpstreamError(
+        'PROTOCOL_ERROR',
+        `${this.source.host} did not send the body of UID ${still.join(', ')} although the message exists; it will be retried`,
+        true,
+      );
     }
   }
 
@@ -358,14 +393,29 @@ class ImapFlowSession implements ImapSession {
     } catch (err) {
       throw imapError(this.source, err, `download UID ${uid}`);
     }
-    if (!download.content) return; // expunged meanwhile
+    if (!download.content) {
+      await this.confirmGone([uid]); // expunged meanwhile, or the connection is gone
+      return;
+    }
     const content = download.content;
     const source = this.source;
     async function* body(): Bytes {
+      let received = 0;
       try {
-        for await (const chunk of content) yield chunk as Buffer;
+        for await (const chunk of content) {
+          received += (chunk as Buffer).length;
+          yield chunk as Buffer;
+        }
       } catch (err) {
         throw imapError(source, err, `download UID ${uid}`);
+      }
+      // A chunked download ends at the first short chunk: a server that cut one short would pass for the end.
+      if (received < size) {
+        throw new UpstreamError(
+          'PROTOCOL_ERROR',
+          `${source.host} sent ${received} of the ${size} bytes of UID ${uid}; it will be retried`,
+          true,
+        );
       }
     }
     try {

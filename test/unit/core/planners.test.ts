@@ -51,6 +51,16 @@ describe('UidCheckpoint', () => {
     expect(c.value).toBe(20);
   });
 
+  it('passes UIDs that were never listed (expunged) once everything listed below is settled', () => {
+    const c = new UidCheckpoint(0, [1, 2, 5]);
+    c.settle(1);
+    c.settleThrough(9);
+    expect(c.value).toBe(9);
+    const d = new UidCheckpoint(0, [1, 2]);
+    d.settle(2);
+    expect(d.value).toBe(0);
+  });
+
   it('never goes backwards', () => {
     const c = new UidCheckpoint(50, [3, 4]);
     c.settle(3);

@@ -81,6 +81,11 @@ describe('imapError', () => {
     expect(mapped.message).toMatch(message);
     expect(mapped.cause).toBe(err);
   });
+
+  it('never repeats the password a server echoed back', () => {
+    const err = Object.assign(new Error('LOGIN ann hunter2 failed'), { responseText: 'bad: hunter2' });
+    expect(imapError(source, err, 'login', 'hunter2').message).not.toContain('hunter2');
+  });
 });
 
 describe('compactUidSet', () => {
