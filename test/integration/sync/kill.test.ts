@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { GetCommand } from '@aws-sdk/lib-dynamodb';
-import type { Source } from '../../../functions/core/model';
+import type { MessageRecord, Source } from '../../../functions/core/model';
 import { spawnChildSync } from '../../support/child-sync';
 import { bulkCorpus } from '../../support/corpus';
 import { MailLab, type TestUser } from '../../support/mail-lab';
@@ -35,6 +35,13 @@ async function killedSync(
   return (await exited).signal === 'SIGKILL' ? 'killed' : 'finished';
 }
 
+/** The IMAP UID behind a stored message: Dovecot's UIDL is the UID and UIDVALIDITY as 8 hex digits each. */
+function uidOf(m: MessageRecord): number {
+  if (m.upstream.kind === 'imap') return m.upstream.uid;
+  if (m.upstream.kind === 'pop3') return parseInt(m.upstream.uidl.slice(0, 8), 16);
+  return -1;
+}
+
 async function expectExactlyOnce(source: Source, user: TestUser, sha: (b: Buffer) => string) {
   const client = await lab.imap(user);
   const served = new Map<number, string>();
@@ -50,13 +57,12 @@ async function expectExactlyOnce(source: Source, user: TestUser, sha: (b: Buffer
     await client.logout();
   }
   const stored = await t.stored(source.id);
-  const uids = stored.map((m) => (m.upstream.kind === 'imap' ? m.upstream.uid : -1));
+  const uids = stored.map(uidOf);
   const lost = [...served.keys()].filter((u) => !uids.includes(u)).length;
   const duplicated = uids.length - new Set(uids).size;
   let corrupt = 0;
   for (const m of stored) {
-    if (m.upstream.kind !== 'imap' || sha(await t.bytes(m.object.key)) !== served.get(m.upstream.uid))
-      corrupt++;
+    if (sha(await t.bytes(m.object.key)) !== served.get(uidOf(m))) corrupt++;
   }
   // Nothing else: every object under the source's prefix belongs to a committed message, and the counter agrees.
   const listed = await t.clients.s3.send(
@@ -83,22 +89,26 @@ async function expectExactlyOnce(source: Source, user: TestUser, sha: (b: Buffer
 }
 
 describe('a sync killed with SIGKILL at random points', () => {
-  it(`loses and duplicates nothing over ${KILLS} kills of an IMAP sync of ${MESSAGES} messages`, async () => {
-    const user = lab.createUser();
-    for (const m of bulkCorpus(MESSAGES, 21, { maxBytes: 12_000 })) lab.deliver(user, m.raw);
-    const source = t.source(user, 'imap');
-    let killed = 0;
-    let seed = 12345;
-    for (let i = 0; i < KILLS; i++) {
-      seed = (seed * 1103515245 + 12345) % 2147483648;
-      // Wait out the lease a killed holder left behind, so the next child does work instead of exiting busy.
+  it.each(['imap', 'pop3'] as const)(
+    `loses and duplicates nothing over ${KILLS} kills of a %s sync of ${MESSAGES} messages`,
+    async (protocol) => {
+      const user = lab.createUser();
+      for (const m of bulkCorpus(MESSAGES, 21, { maxBytes: 12_000 })) lab.deliver(user, m.raw);
+      const source = t.source(user, protocol);
+      let killed = 0;
+      let seed = 12345;
+      for (let i = 0; i < KILLS; i++) {
+        seed = (seed * 1103515245 + 12345) % 2147483648;
+        // Wait out the lease a killed holder left behind, so the next child does work instead of exiting busy.
+        await new Promise((r) => setTimeout(r, 1600));
+        if ((await killedSync(source, user.password, 1 + (seed % 12), seed)) === 'killed') killed++;
+      }
       await new Promise((r) => setTimeout(r, 1600));
-      if ((await killedSync(source, user.password, 1 + (seed % 12), seed)) === 'killed') killed++;
-    }
-    await new Promise((r) => setTimeout(r, 1600));
-    const final = await t.sync(source);
-    expect(final.outcome).toBe('ok');
-    expect(killed).toBeGreaterThanOrEqual(Math.min(KILLS, 25));
-    await expectExactlyOnce(source, user, (b) => createHash('sha256').update(b).digest('hex'));
-  }, 600_000);
+      const final = await t.sync(source);
+      expect(final.outcome).toBe('ok');
+      expect(killed).toBeGreaterThanOrEqual(Math.min(KILLS, 25));
+      await expectExactlyOnce(source, user, (b) => createHash('sha256').update(b).digest('hex'));
+    },
+    600_000,
+  );
 });
