@@ -54,16 +54,10 @@ const TEXT_SCAN_CHARS = 64 * 1024;
 const HTML_SCAN_CHARS = 1024 * 1024;
 const MAX_ERROR_CHARS = 500;
 
-interface HeaderMetadata {
-  messageId?: string;
-  date?: string;
-  from?: Address;
-  to: Address[];
-  cc: Address[];
-  subject?: string;
+type HeaderMetadata = Pick<MessageMetadata, 'messageId' | 'date' | 'from' | 'to' | 'cc' | 'subject'> & {
   /** Lower-cased media type of the top-level Content-Type, e.g. `multipart/mixed`. */
   mediaType?: string;
-}
+};
 
 /**
  * The MetadataParser on postal-mime. The header fields come from our own bounded header-block reader in every
