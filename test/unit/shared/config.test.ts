@@ -66,6 +66,14 @@ describe('parseConfig', () => {
 });
 
 describe('loadConfig', () => {
+  it('accepts the example config the README tells a newcomer to copy', () => {
+    const config = loadConfig(path.join(__dirname, '../../../tributary.config.example.json'));
+    expect(config.sources.map((s) => [s.id, s.enabled])).toEqual([
+      ['work', false],
+      ['old-isp', false],
+    ]);
+  });
+
   it('says where it looked when there is no file, and what is wrong with bad JSON', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'trib-config-'));
     expect(() => loadConfig(path.join(dir, 'missing.json'))).toThrow(/no config file at .*missing\.json/);
