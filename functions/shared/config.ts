@@ -64,6 +64,21 @@ const sourceSchema = z
         message: `"none" sends the password in clear and is only allowed for a loopback host; ${s.host} is not one: use "implicit" or "starttls"`,
       });
     }
+    if (s.retention.mode !== 'keep') {
+      // Refused rather than ignored: a user who asked for deletion must not believe it happens.
+      ctx.addIssue({
+        code: 'custom',
+        path: ['retention', 'mode'],
+        message: `"${s.retention.mode}" is not available in this version yet (nothing is ever deleted upstream): use {"mode": "keep"}`,
+      });
+    }
+    if ((s.upstreamQuota ?? s.inboxQuota) !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [s.upstreamQuota !== undefined ? 'upstreamQuota' : 'inboxQuota'],
+        message: 'quota policies are not available in this version yet: remove the field',
+      });
+    }
     if (s.protocol === 'pop3' && s.folders) {
       ctx.addIssue({ code: 'custom', path: ['folders'], message: 'POP3 has no folders: remove "folders"' });
     }

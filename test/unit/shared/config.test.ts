@@ -44,6 +44,14 @@ describe('parseConfig', () => {
     [{ sources: [{ ...imap, retention: { mode: 'delete-after-days' } }] }, /retention/],
     [{ store: { mode: 'aws', table: 't' } }, /store\.bucket/],
     [{ sources: [{ ...imap, hots: 'x' }] }, /unknown field "hots": check the spelling/],
+    [
+      { sources: [{ ...imap, retention: { mode: 'delete-on-retrieve' } }] },
+      /retention\.mode: "delete-on-retrieve" is not available in this version yet/,
+    ],
+    [
+      { sources: [{ ...imap, inboxQuota: { maxBytes: 1 } }] },
+      /inboxQuota: quota policies are not available in this version yet/,
+    ],
   ])('refuses %j naming the field and the fix', (raw, message) => {
     expect(() => parseConfig(raw, 'tributary.config.json')).toThrow(message);
   });
