@@ -5,6 +5,8 @@ import { describeError, TributaryError } from '../core/errors';
 import type { MessageRecord, Source, SourceRunReport } from '../core/model';
 import type { Bytes } from '../core/ports';
 import { defaultHolder, syncSource, type SyncProgress } from '../core/sync';
+import { planSource, type SourcePlan } from '../core/plan';
+import type { AuditRecord } from '../core/model';
 import { loadConfig, type Config } from '../shared/config';
 import { ConfiguredCredentials } from '../adapters/secrets/credentials';
 import { makeConnector, openRuntime, type Runtime } from '../shared/runtime';
@@ -13,6 +15,8 @@ const USAGE = `tributary: your mail accounts in one inbox
 
 Usage:
   tributary sync [--source ID] [--json] [--budget-seconds N]
+  tributary plan [--source ID] [--json]          what the next sync would fetch and delete, and why
+  tributary audit [--source ID] [--since DATE] [--json]
   tributary sources list [--json]
   tributary sources test ID [--json]
   tributary inbox [--source ID] [--limit N] [--cursor C] [--json]
@@ -38,6 +42,30 @@ class UsageError extends Error {}
 
 function mb(bytes: number): string {
   return bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(1)} MB` : `${(bytes / 1024).toFixed(1)} KB`;
+}
+
+function percentOf(used: number, limit: number): string {
+  return `${((used / limit) * 100).toFixed(1)}%`;
+}
+
+function describePolicy(s: Source): string {
+  const r = s.retention;
+  const parts = [
+    r.mode === 'delete-after-days' ? `retention delete-after-days ${r.days}` : `retention ${r.mode}`,
+  ];
+  if (s.upstreamQuota)
+    parts.push(
+      `upstream quota ${s.upstreamQuota.maxUsagePercent}% -> ${s.upstreamQuota.targetPercent}%${s.upstreamQuota.capacityBytes ? ` of ${mb(s.upstreamQuota.capacityBytes)}` : ''}`,
+    );
+  if (s.inboxQuota) {
+    const q = s.inboxQuota;
+    const limits = [
+      q.maxMessages !== undefined ? `${q.maxMessages} messages` : '',
+      q.maxBytes !== undefined ? mb(q.maxBytes) : '',
+    ].filter(Boolean);
+    parts.push(`inbox quota ${limits.join(' / ')} then ${q.onExceed}`);
+  }
+  return parts.join('; ');
 }
 
 function pickSources(config: Config, id: string | undefined): Config['sources'] {
@@ -66,6 +94,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
         format: { type: 'string' },
         out: { type: 'string' },
         'budget-seconds': { type: 'string' },
+        since: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -98,6 +127,12 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
           return await testSource(config, source!, values.json, io);
         }
         throw new UsageError(`unknown "sources ${sub ?? ''}": use "sources list" or "sources test ID"`);
+      case 'plan':
+        await needsRuntime();
+        return await showPlan(runtime!, pickSources(config, values.source), values.json, io);
+      case 'audit':
+        await needsRuntime();
+        return await showAudit(runtime!, pickSources(config, values.source), values, io);
       case 'inbox':
         await needsRuntime();
         return await showInbox(runtime!, config, values, io);
@@ -175,12 +210,26 @@ export function formatReport(r: SourceRunReport): string {
     case 'disabled':
       return `${r.sourceId}: disabled in the config; skipped`;
     default: {
-      const more = r.outcome === 'more' ? ' (more to do: time budget spent, run sync again)' : '';
+      const more =
+        r.outcome === 'more'
+          ? ' (more to do: time budget spent, run sync again)'
+          : r.outcome === 'paused'
+            ? ' (paused by the inbox quota)'
+            : '';
+      const actions = [
+        r.deletedUpstream ? `${r.deletedUpstream} deleted upstream` : '',
+        r.evicted ? `${r.evicted} evicted from the inbox` : '',
+        r.upstreamUsage
+          ? `upstream ${percentOf(r.upstreamUsage.usedBytes, r.upstreamUsage.limitBytes)} -> ${percentOf(r.upstreamUsage.afterBytes, r.upstreamUsage.limitBytes)}`
+          : '',
+      ]
+        .filter(Boolean)
+        .join(', ');
       const notes = r.notes
         .filter((n) => !n.includes('time budget'))
         .map((n) => `\n  note: ${n}`)
         .join('');
-      return `${r.sourceId}: ok, ${r.fetched} new message${r.fetched === 1 ? '' : 's'} (${mb(r.fetchedBytes)}${rate}) in ${secs.toFixed(1)} s${more}${notes}`;
+      return `${r.sourceId}: ok, ${r.fetched} new message${r.fetched === 1 ? '' : 's'} (${mb(r.fetchedBytes)}${rate}) in ${secs.toFixed(1)} s${actions ? `; ${actions}` : ''}${more}${notes}`;
     }
   }
 }
@@ -202,7 +251,12 @@ async function listSources(
       folders: s.folders,
       enabled: s.enabled,
       retention: s.retention,
+      upstreamQuota: s.upstreamQuota ?? null,
+      inboxQuota: s.inboxQuota ?? null,
+      policy: describePolicy(s),
       inbox: { messages: summary.messages, bytes: summary.bytes },
+      upstreamUsage: summary.lastRun?.upstreamUsage ?? null,
+      pendingActions: (await runtime.index.pendingActions(s.id)).length,
       lastRun: summary.lastRun,
       consecutiveFailures: summary.consecutiveFailures,
     });
@@ -219,8 +273,10 @@ async function listSources(
     io.out(
       `${r.id}${r.enabled ? '' : ' (disabled)'}\n` +
         `  ${r.protocol} ${r.server} user ${r.user}${r.protocol === 'imap' ? ` folders ${r.folders.join(', ')}` : ''}\n` +
-        `  policy: retention ${r.retention.mode}${r.retention.mode === 'delete-after-days' ? ` ${r.retention.days}` : ''}\n` +
-        `  inbox: ${r.inbox.messages} messages, ${mb(r.inbox.bytes)}\n` +
+        `  policy: ${r.policy}\n` +
+        `  inbox: ${r.inbox.messages} messages, ${mb(r.inbox.bytes)}${r.inboxQuota ? ` (limit: ${[r.inboxQuota.maxMessages !== undefined ? `${r.inboxQuota.maxMessages} messages` : '', r.inboxQuota.maxBytes !== undefined ? mb(r.inboxQuota.maxBytes) : ''].filter(Boolean).join(', ')})` : ''}\n` +
+        `  upstream usage: ${r.upstreamUsage ? `${mb(r.upstreamUsage.afterBytes)} of ${mb(r.upstreamUsage.limitBytes)} (${percentOf(r.upstreamUsage.afterBytes, r.upstreamUsage.limitBytes)}) after the last run` : r.upstreamQuota ? 'not measured yet' : 'not tracked (no upstream quota policy)'}\n` +
+        (r.pendingActions ? `  interrupted actions to resolve at the next sync: ${r.pendingActions}\n` : '') +
         `  last run: ${last}\n`,
     );
   }
@@ -275,7 +331,7 @@ async function testSource(
       lines.push(
         quota
           ? `  quota: ${mb(quota.usedBytes)} of ${mb(quota.limitBytes)} (${((quota.usedBytes / quota.limitBytes) * 100).toFixed(1)}%)`
-          : '  quota: the server does not report usage',
+          : `  quota: the server does not report usage${session.capabilities.has('QUOTA') ? '' : ' (no QUOTA)'}: "upstreamQuota" cannot work for this source`,
       );
     } finally {
       await session.close();
@@ -299,7 +355,10 @@ async function testSource(
       lines.push(`  login: ok as ${source.user}`);
       lines.push(`  capabilities: ${wanted.map((c) => `${c} ${has(c) ? 'yes' : 'no'}`).join(', ')}`);
       lines.push(`  maildrop: ${stat.count} messages, ${mb(stat.octets)}`);
-      lines.push('  quota: POP3 reports no quota; declare "capacityBytes" for the quota guard');
+      report.quota = null;
+      lines.push(
+        `  quota: POP3 reports no quota${source.upstreamQuota?.capacityBytes ? `; the quota guard measures ${mb(stat.octets)} against the declared capacityBytes ${mb(source.upstreamQuota.capacityBytes)} (${percentOf(stat.octets, source.upstreamQuota.capacityBytes)})` : '; declare "capacityBytes" in "upstreamQuota" for the quota guard'}`,
+      );
     } finally {
       await session.quit().catch(() => session.abort());
     }
@@ -428,4 +487,89 @@ export function mboxEntry(m: Pick<MessageRecord, 'fetchedAt' | 'metadata'>, raw:
   if (raw.length && raw[raw.length - 1] !== 0x0a) parts.push(Buffer.from('\n'));
   parts.push(Buffer.from('\n'));
   return Buffer.concat(parts);
+}
+
+async function showPlan(
+  runtime: Runtime,
+  sources: Source[],
+  json: boolean | undefined,
+  io: Io,
+): Promise<number> {
+  const plans: Array<SourcePlan | { sourceId: string; error: { code: string; message: string } }> = [];
+  let failed = 0;
+  for (const source of sources) {
+    if (!source.enabled) {
+      if (!json) io.out(`${source.id}: disabled in the config; the sync skips it\n`);
+      continue;
+    }
+    try {
+      const plan = await planSource(runtime.deps, source);
+      plans.push(plan);
+      if (!json) io.out(formatPlan(plan));
+    } catch (err) {
+      failed++;
+      const d = describeError(err);
+      plans.push({ sourceId: source.id, error: { code: d.code, message: d.message } });
+      if (!json) io.out(`${source.id}: cannot plan: [${d.code}] ${d.message}\n`);
+    }
+  }
+  if (json) io.out(JSON.stringify({ plans }, null, 2) + '\n');
+  return failed ? 1 : 0;
+}
+
+export function formatPlan(p: SourcePlan): string {
+  const lines = [`${p.sourceId}: the next sync would`];
+  const bytes = (list: Array<{ size: number }>) => mb(list.reduce((n, m) => n + m.size, 0));
+  lines.push(`  fetch ${p.fetch.length} new message(s) (${bytes(p.fetch)})`);
+  if (p.leftByPause) lines.push(`  leave ${p.leftByPause} upstream: the inbox quota pauses this source`);
+  lines.push(`  delete ${p.deletes.length} upstream${p.deletes.length ? ` (${bytes(p.deletes)})` : ''}`);
+  for (const d of p.deletes) lines.push(`    ${d.identity}  ${mb(d.size)}  ${d.policy}: ${d.why}`);
+  if (p.evictions.length || p.inbox.now.messages !== p.inbox.after.messages) {
+    lines.push(`  evict ${p.evictions.length} stored copie(s) (${bytes(p.evictions)})`);
+    for (const e of p.evictions) lines.push(`    ${e.identity}  ${mb(e.size)}  ${e.why}`);
+  }
+  if (p.upstreamUsage) {
+    const u = p.upstreamUsage;
+    lines.push(
+      `  upstream usage ${mb(u.usedBytes)} of ${mb(u.limitBytes)} (${percentOf(u.usedBytes, u.limitBytes)})${u.afterBytes !== undefined ? ` -> ${percentOf(u.afterBytes, u.limitBytes)}` : ''}`,
+    );
+  }
+  if (p.pendingActions) lines.push(`  first resolve ${p.pendingActions} action(s) an interrupted run left`);
+  for (const n of p.notes) lines.push(`  note: ${n}`);
+  return lines.join('\n') + '\n';
+}
+
+async function showAudit(
+  runtime: Runtime,
+  sources: Source[],
+  values: { since?: string; json?: boolean },
+  io: Io,
+): Promise<number> {
+  let since: string | undefined;
+  if (values.since) {
+    const t = Date.parse(values.since);
+    if (Number.isNaN(t))
+      throw new UsageError('--since must be a date, e.g. 2026-11-01 or 2026-11-01T12:00:00Z');
+    since = new Date(t).toISOString();
+  }
+  const records: AuditRecord[] = [];
+  for (const source of sources) {
+    for await (const r of runtime.index.auditTrail(source.id, since)) records.push(r);
+  }
+  records.sort((a, b) => a.id.localeCompare(b.id));
+  if (values.json) {
+    io.out(JSON.stringify({ audit: records }, null, 2) + '\n');
+    return 0;
+  }
+  if (!records.length) io.out(`no destructive action recorded${since ? ` since ${since}` : ''}\n`);
+  for (const r of records) {
+    const usage =
+      r.usageBefore !== undefined
+        ? ` usage ${mb(r.usageBefore)}${r.usageAfter !== undefined ? ` -> ${mb(r.usageAfter)}` : ''}`
+        : '';
+    io.out(
+      `${r.at}  ${r.sourceId}  ${r.action} ${r.state}  ${r.identity}  ${mb(r.object.size)}  ${r.policy}: ${r.why}${usage}${r.note ? ` (${r.note})` : ''}\n`,
+    );
+  }
+  return 0;
 }

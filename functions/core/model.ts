@@ -6,6 +6,27 @@ export type TlsMode = 'implicit' | 'starttls' | 'none';
 export type RetentionPolicy =
   { mode: 'keep' } | { mode: 'delete-on-retrieve' } | { mode: 'delete-after-days'; days: number };
 
+/**
+ * Keeps the upstream account under its storage quota (DESIGN.md section 5): above `maxUsagePercent`, the oldest
+ * committed messages are deleted upstream until usage is at or under `targetPercent`. IMAP reads usage and limit
+ * from GETQUOTAROOT; POP3 has no quota command, so usage is STAT's octets against the declared `capacityBytes`.
+ */
+export interface UpstreamQuotaPolicy {
+  maxUsagePercent: number;
+  targetPercent: number;
+  capacityBytes?: number;
+}
+
+/**
+ * What one source may occupy in the consolidated store. `pause` stops fetching (the rest stays upstream,
+ * untouched); `evict-oldest` removes the oldest stored copies that still exist upstream.
+ */
+export interface InboxQuotaPolicy {
+  maxBytes?: number;
+  maxMessages?: number;
+  onExceed: 'pause' | 'evict-oldest';
+}
+
 export interface Source {
   id: string;
   protocol: Protocol;
@@ -21,6 +42,13 @@ export interface Source {
   pollMinutes: number;
   enabled: boolean;
   retention: RetentionPolicy;
+  upstreamQuota?: UpstreamQuotaPolicy;
+  inboxQuota?: InboxQuotaPolicy;
+}
+
+/** Whether any policy of the source may delete mail upstream. A source for which this is false is never mutated. */
+export function deletesUpstream(source: Pick<Source, 'retention' | 'upstreamQuota'>): boolean {
+  return source.retention.mode !== 'keep' || source.upstreamQuota !== undefined;
 }
 
 /**
@@ -133,11 +161,47 @@ export interface FolderStatus {
 
 export interface SourceRunReport {
   sourceId: string;
-  outcome: 'ok' | 'more' | 'busy' | 'failed' | 'disabled';
+  /** `paused`: the inbox quota stopped fetching; the rest stays upstream untouched. */
+  outcome: 'ok' | 'more' | 'paused' | 'busy' | 'failed' | 'disabled';
   fetched: number;
   fetchedBytes: number;
   skipped: number;
+  /** Messages deleted upstream by a policy in this run (each with its audit record). */
+  deletedUpstream: number;
+  /** Stored copies evicted by the inbox quota in this run. */
+  evicted: number;
+  /** Upstream storage usage seen by the quota guard, before and after this run's deletions. */
+  upstreamUsage?: { usedBytes: number; limitBytes: number; afterBytes: number };
   durationMs: number;
   error?: { code: string; message: string };
   notes: string[];
+}
+
+/** The policy behind a destructive action. */
+export type PolicyName = 'delete-on-retrieve' | 'delete-after-days' | 'upstream-quota' | 'inbox-quota';
+
+/**
+ * One destructive action, written as an `intent` BEFORE it happens and completed after it: a crash in between
+ * leaves an intent the next run resolves, never an unrecorded delete.
+ */
+export interface AuditRecord {
+  /** Sortable by time: `<ISO time>#<sequence>`. */
+  id: string;
+  sourceId: string;
+  action: 'delete-upstream' | 'evict';
+  policy: PolicyName;
+  /** Why, in words: "committed 12 days ago (delete-after-days 7)". */
+  why: string;
+  /** The upstream identity acted on (delete) or whose stored copy was evicted. */
+  identity: string;
+  /** The stored message it maps to, and that copy's object as verified. */
+  target: string;
+  object: { key: string; size: number; sha256: string };
+  at: string;
+  state: 'intent' | 'done' | 'not-applied';
+  completedAt?: string;
+  /** Usage before and after the batch this action belongs to: upstream bytes (delete) or inbox bytes (evict). */
+  usageBefore?: number;
+  usageAfter?: number;
+  note?: string;
 }

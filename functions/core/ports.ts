@@ -1,4 +1,6 @@
+import type { InboxUsage, StoredCopy } from './policies';
 import type {
+  AuditRecord,
   FolderState,
   FolderStatus,
   MessageMetadata,
@@ -30,8 +32,23 @@ export interface ImapSession {
   listFolders(): Promise<string[]>;
   /** EXAMINE the folder; throws UpstreamError FOLDER_NOT_FOUND when it does not exist. */
   openFolder(folder: string): Promise<FolderStatus>;
-  /** UID and RFC822.SIZE of every message in the open folder with UID >= fromUid, ascending. */
-  listUids(fromUid: number): Promise<Array<{ uid: number; size: number }>>;
+  /**
+   * UID and RFC822.SIZE of every message in the open folder with UID >= fromUid, ascending; with
+   * `internalDate`, also INTERNALDATE (epoch ms), the arrival order the policies use.
+   */
+  listUids(
+    fromUid: number,
+    options?: { internalDate?: boolean },
+  ): Promise<Array<{ uid: number; size: number; internalDate?: number }>>;
+  /** Which of these UIDs the open folder holds now (UID SEARCH). */
+  present(uids: number[]): Promise<Set<number>>;
+  /**
+   * The only mutation of an IMAP session: SELECTs `folder` read-write, checks that its UIDVALIDITY is still
+   * `uidValidity`, then UID STORE +FLAGS.SILENT (\Deleted) and UID EXPUNGE (UIDPLUS) of exactly `uids`, and returns
+   * the UIDs confirmed gone. Throws CAPABILITY_MISSING without UIDPLUS: a plain EXPUNGE would also remove
+   * messages the user marked \Deleted. Afterwards the folder is open read-write.
+   */
+  deleteUids(folder: string, uidValidity: string, uids: number[]): Promise<Set<number>>;
   /**
    * Streams the exact bytes (BODY.PEEK[]) of each UID, ascending, one at a time; `size` (from listUids) chooses
    * between a pipelined FETCH and a chunked stream. UIDs that no longer exist (expunged meanwhile) are simply
@@ -152,6 +169,39 @@ export interface MessageIndex {
   }): Promise<{ items: MessageRecord[]; cursor?: string }>;
   /** Every message of a source (not aliases), in identity order. */
   sourceMessages(sourceId: string): AsyncIterable<MessageRecord>;
+
+  /**
+   * The committed copy behind each identity (strongly consistent, base table): the message item itself, or an
+   * alias's target. Identities with no committed item are absent from the map.
+   */
+  lookup(sourceId: string, identities: string[]): Promise<Map<string, StoredCopy>>;
+  /** What the source occupies in the store (the counters committed with every message). */
+  inboxUsage(sourceId: string): Promise<InboxUsage>;
+  /** Writes audit records as `intent`, with a pending marker each, while `lease` is ours. Before the action. */
+  beginActions(lease: Lease, records: AuditRecord[]): Promise<void>;
+  /**
+   * Completes intents: the audit record's state, completedAt and usageAfter; for an upstream delete that was
+   * done, the message item's deletedUpstreamAt. Removes the pending markers. After the action.
+   */
+  completeActions(
+    lease: Lease,
+    outcomes: Array<{
+      record: AuditRecord;
+      state: 'done' | 'not-applied';
+      usageAfter?: number;
+      note?: string;
+    }>,
+    now: number,
+  ): Promise<void>;
+  /**
+   * Turns a stored message into an evicted tombstone (out of the inbox, counters down, identity kept so it is not
+   * fetched again); 'already' when it was evicted before. The object is deleted by the caller afterwards.
+   */
+  evict(lease: Lease, record: AuditRecord, now: number): Promise<'evicted' | 'already'>;
+  /** Intents not yet completed: left by a run that stopped between an action and its completion. */
+  pendingActions(sourceId: string): Promise<AuditRecord[]>;
+  /** The audit trail of a source, oldest first, from `since` (ISO 8601) on. */
+  auditTrail(sourceId: string, since?: string): AsyncIterable<AuditRecord>;
 }
 
 export interface Credentials {

@@ -5,6 +5,19 @@ import { describeError, LeaseLostError } from './errors';
 import { identityKey, imapFolderKeyPrefix, imapFolderPrefix } from './model';
 import type { FolderState, MessageRecord, Source, SourceRunReport, UpstreamId } from './model';
 import { planImapFolder, planPop3Sync, UidCheckpoint, type Pop3Candidate } from './planners';
+import { describeInboxQuota, inboxFits, type InboxUsage } from './policies';
+import {
+  applyImapPolicies,
+  applyPop3Policies,
+  attachStored,
+  checkImapCapabilities,
+  hasPolicyWork,
+  PolicyRun,
+  scanImap,
+  scanPop3,
+  type PolicyContext,
+  type SyncStep,
+} from './policy-run';
 import type {
   Bytes,
   Clock,
@@ -15,6 +28,7 @@ import type {
   MailConnector,
   MessageIndex,
   MetadataParser,
+  Pop3Listing,
   Pop3Session,
   RawMailStore,
 } from './ports';
@@ -50,6 +64,8 @@ export interface SyncOptions {
   /** Save the IMAP checkpoint after this many commits (and always at the end). */
   checkpointEvery?: number;
   onProgress?: (progress: SyncProgress) => void;
+  /** Called at named points of the run; fault tests stop the process there. */
+  onStep?: (step: SyncStep) => void;
 }
 
 /** The deterministic S3 key: a retry after a crash overwrites its own object instead of leaving an orphan. */
@@ -84,6 +100,8 @@ export async function syncSource(
     fetched: 0,
     fetchedBytes: 0,
     skipped: 0,
+    deletedUpstream: 0,
+    evicted: 0,
     durationMs: 0,
     notes: [],
   };
@@ -124,10 +142,37 @@ export async function syncSource(
   return report;
 }
 
+/**
+ * The identity of each POP3 message: its UIDL, or without UIDL a hash of its `TOP n 0` header block (identical
+ * headers get an ordinal). Undefined when `budgetLeft` says stop while reading headers.
+ */
+export async function identifyPop3(
+  session: Pop3Session,
+  listing: Pop3Listing[],
+  budgetLeft: () => boolean,
+): Promise<Map<number, UpstreamId> | undefined> {
+  const out = new Map<number, UpstreamId>();
+  const seenTop = new Map<string, number>();
+  for (const entry of listing) {
+    if (entry.uidl !== undefined) {
+      out.set(entry.number, { kind: 'pop3', uidl: entry.uidl });
+      continue;
+    }
+    if (!budgetLeft()) return undefined;
+    const headerHash = sha256Hex(await session.topHeaders(entry.number));
+    const nth = (seenTop.get(headerHash) ?? 0) + 1;
+    seenTop.set(headerHash, nth);
+    out.set(entry.number, { kind: 'pop3-top', headerHash: nth === 1 ? headerHash : `${headerHash}#${nth}` });
+  }
+  return out;
+}
+
 class SourceRun {
   private renewTimer?: NodeJS.Timeout;
   private renewing: Promise<void> = Promise.resolve();
   private leaseLost = false;
+  /** What the source occupies in the store, kept current while fetching, when it has an inbox quota. */
+  private inbox?: InboxUsage;
 
   constructor(
     private readonly deps: SyncDeps,
@@ -166,12 +211,15 @@ class SourceRun {
   async execute(): Promise<void> {
     const password = await this.deps.credentials.password(this.source);
     const connect = { timeoutMs: this.options.timeoutMs ?? 30_000 };
+    if (this.source.inboxQuota) this.inbox = await this.deps.index.inboxUsage(this.source.id);
     if (this.source.protocol === 'imap') {
       const session = await this.deps.connector.openImap(this.source, password, connect);
       try {
+        checkImapCapabilities(this.source, session.capabilities);
         for (const folder of this.source.folders) {
           if (!(await this.syncImapFolder(session, folder))) break;
         }
+        if (this.report.outcome !== 'more') await this.imapPolicies(session);
       } finally {
         await session.close().catch(() => undefined);
       }
@@ -180,15 +228,77 @@ class SourceRun {
       let quit = false;
       try {
         // After a stop for time, RETRs may still be in flight: drop the connection rather than drain them past
-        // the deadline. The sync sends no DELE, so QUIT would apply nothing anyway.
+        // the deadline. No DELE was sent before the policies, so dropping it deletes nothing.
         if (await this.syncPop3(session)) {
-          await session.quit();
+          quit = await this.pop3Policies(session);
+          if (!quit) await session.quit();
           quit = true;
         }
       } finally {
         if (!quit) session.abort();
       }
     }
+  }
+
+  private policyContext(): PolicyContext {
+    return {
+      source: this.source,
+      index: this.deps.index,
+      store: this.deps.store,
+      clock: this.deps.clock,
+      logger: this.deps.logger,
+      report: this.report,
+      lease: () => this.lease,
+      checkLease: () => this.checkLease(),
+      step: (step) => this.options.onStep?.(step),
+    };
+  }
+
+  /** After every folder is fetched: the policies, on committed messages only. A `keep` source does nothing here. */
+  private async imapPolicies(session: ImapSession): Promise<void> {
+    const pending = await this.deps.index.pendingActions(this.source.id);
+    if (!hasPolicyWork(this.source, pending)) return;
+    const { messages, folders } = await scanImap(session, this.source);
+    await attachStored(this.deps.index, this.source.id, messages);
+    const ctx = this.policyContext();
+    const run = new PolicyRun(ctx);
+    await run.resolvePending(pending, messages);
+    await applyImapPolicies(run, ctx, session, messages, folders);
+  }
+
+  /** Returns true when it ended the session with QUIT itself (after DELEs). */
+  private async pop3Policies(session: Pop3Session): Promise<boolean> {
+    const pending = await this.deps.index.pendingActions(this.source.id);
+    if (!hasPolicyWork(this.source, pending)) return false;
+    const messages = scanPop3(this.pop3Listing, this.pop3Identities);
+    await attachStored(this.deps.index, this.source.id, messages);
+    const ctx = this.policyContext();
+    const run = new PolicyRun(ctx);
+    await run.resolvePending(pending, messages);
+    return applyPop3Policies(run, ctx, session, messages);
+  }
+
+  /**
+   * The inbox quota with `pause`: the longest prefix of `todo` (in fetch order) that fits; the rest stays upstream
+   * untouched, and the run says so.
+   */
+  private limitToInbox<T extends { size: number }>(todo: T[]): T[] {
+    const cap = this.source.inboxQuota;
+    if (cap?.onExceed !== 'pause' || !this.inbox) return todo;
+    let usage = { ...this.inbox };
+    const fits: T[] = [];
+    for (const m of todo) {
+      if (!inboxFits(cap, usage, m.size)) break;
+      fits.push(m);
+      usage = { messages: usage.messages + 1, bytes: usage.bytes + m.size };
+    }
+    if (fits.length < todo.length) {
+      this.report.outcome = 'paused';
+      this.report.notes.push(
+        `paused by the inbox quota (${describeInboxQuota(cap, usage)}): ${todo.length - fits.length} message(s) stay upstream, untouched`,
+      );
+    }
+    return fits;
   }
 
   private budgetLeft(): boolean {
@@ -222,6 +332,7 @@ class SourceRun {
     const parseLimit = this.options.parseLimitBytes ?? 8 * 1024 * 1024;
     const tap = new BodyTap(announcedSize <= parseLimit ? parseLimit : HEADER_KEEP_BYTES);
     await this.deps.store.put(key, tap.wrap(body), {});
+    this.options.onStep?.('stored');
     const { sha256, contentSha256 } = tap.digests();
     const metadata = await this.deps.parser.parse(tap.head(), tap.complete);
     const fetchedAt = new Date(this.deps.clock.now()).toISOString();
@@ -247,6 +358,9 @@ class SourceRun {
     if (result === 'committed') {
       this.report.fetched++;
       this.report.fetchedBytes += record.object.size;
+      if (this.inbox)
+        this.inbox = { messages: this.inbox.messages + 1, bytes: this.inbox.bytes + record.object.size };
+      this.options.onStep?.('committed');
     } else {
       this.report.skipped++;
     }
@@ -279,11 +393,13 @@ class SourceRun {
       plan.kind === 'rematch' ? 0 : (state?.committedThroughUid ?? 0),
       listed.map((m) => m.uid),
     );
-    const todo = listed.filter((m) => {
+    const unstored = listed.filter((m) => {
       const done = committed.has(identityKey(idOf(m.uid)));
       if (done) checkpoint.settle(m.uid);
       return !done;
     });
+    const todo = this.limitToInbox(unstored);
+    const cut = todo.length < unstored.length;
     this.progress(todo.length);
 
     const every = this.options.checkpointEvery ?? 50;
@@ -329,7 +445,7 @@ class SourceRun {
         throw err;
       }
     }
-    if (finished) {
+    if (finished && !cut) {
       // Every listed UID was delivered or has vanished meanwhile, and the listing (taken after EXAMINE) holds
       // every UID below that UIDNEXT still there: UIDs are never reused, so everything below it is settled.
       checkpoint.settleThrough(status.uidNext - 1);
@@ -337,6 +453,7 @@ class SourceRun {
       return true;
     }
     await save(state?.uidValidity === status.uidValidity ? state.uidNext : 1);
+    if (finished) return false; // paused by the inbox quota: the checkpoint stays below what was left upstream
     this.report.outcome = 'more';
     this.report.notes.push(
       `${folder}: time budget spent; the next run continues from UID ${checkpoint.value + 1}`,
@@ -373,42 +490,35 @@ class SourceRun {
   /** Returns false when it stopped for time. */
   private async syncPop3(session: Pop3Session): Promise<boolean> {
     const listing = await session.list();
-    const candidates: Pop3Candidate[] = [];
-    const seenTop = new Map<string, number>();
-    for (const entry of listing) {
-      let upstream: UpstreamId;
-      if (entry.uidl !== undefined) {
-        upstream = { kind: 'pop3', uidl: entry.uidl };
-      } else {
-        // No UIDL: the header block identifies the message; identical headers get an ordinal.
-        if (!this.budgetLeft()) {
-          this.report.outcome = 'more';
-          this.report.notes.push(
-            'time budget spent reading headers (the server has no UIDL); the next run goes on',
-          );
-          return false;
-        }
-        const headerHash = sha256Hex(await session.topHeaders(entry.number));
-        const nth = (seenTop.get(headerHash) ?? 0) + 1;
-        seenTop.set(headerHash, nth);
-        upstream = { kind: 'pop3-top', headerHash: nth === 1 ? headerHash : `${headerHash}#${nth}` };
-      }
-      candidates.push({ number: entry.number, identity: identityKey(upstream), size: entry.size });
-      this.pop3Upstream.set(entry.number, upstream);
+    this.pop3Listing = listing;
+    const identified = await identifyPop3(session, listing, () => this.budgetLeft());
+    if (!identified) {
+      this.report.outcome = 'more';
+      this.report.notes.push(
+        'time budget spent reading headers (the server has no UIDL); the next run goes on',
+      );
+      return false;
     }
+    const candidates: Pop3Candidate[] = listing.map((entry) => {
+      const upstream = identified.get(entry.number)!;
+      this.pop3Upstream.set(entry.number, upstream);
+      this.pop3Identities.set(entry.number, identityKey(upstream));
+      return { number: entry.number, identity: identityKey(upstream), size: entry.size };
+    });
     const committed = await this.deps.index.committedIdentities(this.source.id, 'pop3');
     const plan = planPop3Sync(committed, candidates);
+    const fetch = this.limitToInbox(plan.fetch);
     const sizes = new Map(candidates.map((c) => [c.number, c.size]));
-    this.progress(plan.fetch.length);
+    this.progress(fetch.length);
     try {
       await session.retrieve(
-        plan.fetch.map((c) => c.number),
+        fetch.map((c) => c.number),
         async (number, body) => {
           if (!this.budgetLeft()) throw new BudgetSpent();
           const upstream = this.pop3Upstream.get(number)!;
           const { record } = await this.store(upstream, body, sizes.get(number) ?? 0);
           await this.commit(record);
-          this.progress(plan.fetch.length);
+          this.progress(fetch.length);
         },
       );
     } catch (err) {
@@ -421,4 +531,6 @@ class SourceRun {
   }
 
   private readonly pop3Upstream = new Map<number, UpstreamId>();
+  private readonly pop3Identities = new Map<number, string>();
+  private pop3Listing: Pop3Listing[] = [];
 }

@@ -35,6 +35,28 @@ const retentionSchema = z.discriminatedUnion(
   { error: 'mode must be "keep", "delete-on-retrieve" or "delete-after-days" (with "days")' },
 );
 
+const percent = z.number().gt(0).max(100);
+
+const upstreamQuotaSchema = z
+  .strictObject({
+    maxUsagePercent: percent,
+    targetPercent: percent,
+    capacityBytes: z.number().int().positive().optional(),
+  })
+  .refine((q) => q.targetPercent < q.maxUsagePercent, {
+    message: 'targetPercent must be below maxUsagePercent, e.g. {"maxUsagePercent": 90, "targetPercent": 75}',
+  });
+
+const inboxQuotaSchema = z
+  .strictObject({
+    maxBytes: z.number().int().positive().optional(),
+    maxMessages: z.number().int().positive().optional(),
+    onExceed: z.enum(['pause', 'evict-oldest'], { error: 'must be "pause" or "evict-oldest"' }),
+  })
+  .refine((q) => q.maxBytes !== undefined || q.maxMessages !== undefined, {
+    message: 'needs "maxBytes", "maxMessages" or both',
+  });
+
 const sourceSchema = z
   .strictObject({
     id: slug,
@@ -52,9 +74,8 @@ const sourceSchema = z
     pollMinutes: z.number().int().min(1).max(1440).default(5),
     enabled: z.boolean().default(true),
     retention: retentionSchema.default({ mode: 'keep' }),
-    /** Reserved for the policies work; validated there. */
-    upstreamQuota: z.unknown().optional(),
-    inboxQuota: z.unknown().optional(),
+    upstreamQuota: upstreamQuotaSchema.optional(),
+    inboxQuota: inboxQuotaSchema.optional(),
   })
   .superRefine((s, ctx) => {
     if (s.tls === 'none' && !isLoopback(s.host)) {
@@ -64,19 +85,28 @@ const sourceSchema = z
         message: `"none" sends the password in clear and is only allowed for a loopback host; ${s.host} is not one: use "implicit" or "starttls"`,
       });
     }
-    if (s.retention.mode !== 'keep') {
-      // Refused rather than ignored: a user who asked for deletion must not believe it happens.
+    // A policy that cannot work is refused here rather than ignored at run time.
+    if (s.upstreamQuota && s.protocol === 'pop3' && s.upstreamQuota.capacityBytes === undefined) {
       ctx.addIssue({
         code: 'custom',
-        path: ['retention', 'mode'],
-        message: `"${s.retention.mode}" is not available in this version yet (nothing is ever deleted upstream): use {"mode": "keep"}`,
+        path: ['upstreamQuota', 'capacityBytes'],
+        message:
+          'is required for POP3: POP3 cannot report the mailbox limit, so declare it in bytes (e.g. 1073741824 for 1 GB)',
       });
     }
-    if ((s.upstreamQuota ?? s.inboxQuota) !== undefined) {
+    if (s.upstreamQuota && s.protocol === 'imap' && s.upstreamQuota.capacityBytes !== undefined) {
       ctx.addIssue({
         code: 'custom',
-        path: [s.upstreamQuota !== undefined ? 'upstreamQuota' : 'inboxQuota'],
-        message: 'quota policies are not available in this version yet: remove the field',
+        path: ['upstreamQuota', 'capacityBytes'],
+        message: 'is for POP3 only: an IMAP server reports its own limit (GETQUOTAROOT); remove it',
+      });
+    }
+    if (s.inboxQuota?.onExceed === 'evict-oldest' && s.retention.mode === 'delete-on-retrieve') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['inboxQuota', 'onExceed'],
+        message:
+          '"evict-oldest" only removes copies that still exist upstream, and "delete-on-retrieve" leaves none: use "pause", or another retention',
       });
     }
     if (s.protocol === 'pop3' && s.folders) {
@@ -205,6 +235,8 @@ export function parseConfig(raw: unknown, file: string): Config {
       pollMinutes: s.pollMinutes,
       enabled: s.enabled,
       retention: s.retention,
+      upstreamQuota: s.upstreamQuota,
+      inboxQuota: s.inboxQuota,
       secret,
     };
   });

@@ -11,7 +11,12 @@ import type { Source } from '../../functions/core/model';
 export function spawnChildSync(
   source: Source,
   password: string,
-  options: { leaseMs: number; onLine?: (line: string, child: ChildProcess) => void },
+  options: {
+    leaseMs: number;
+    onLine?: (line: string, child: ChildProcess) => void;
+    /** `step[:n]`: the child kills itself the n-th time its run reaches that step (see SyncStep). */
+    killAt?: string;
+  },
 ): {
   child: ChildProcess;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; output: string }>;
@@ -23,6 +28,7 @@ export function spawnChildSync(
       ...process.env,
       TRIBUTARY_CHILD_PASSWORD: password,
       TRIBUTARY_CHILD_LEASE_MS: String(options.leaseMs),
+      TRIBUTARY_CHILD_KILL_AT: options.killAt ?? '',
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -17,8 +17,14 @@ async function run(): Promise<void> {
   const rssBefore = process.memoryUsage().rss;
   let rssPeak = rssBefore;
   const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 10);
+  // TRIBUTARY_CHILD_KILL_AT=step[:n]: die by SIGKILL the n-th time (default 1st) the run reaches `step`.
+  const [killStep, killNth] = (process.env.TRIBUTARY_CHILD_KILL_AT ?? '').split(':');
+  let reached = 0;
   const report = await t.sync(source, {
     leaseTtlMs: Number(process.env.TRIBUTARY_CHILD_LEASE_MS ?? 2000),
+    onStep: (step) => {
+      if (step === killStep && ++reached >= Number(killNth ?? 1)) process.kill(process.pid, 'SIGKILL');
+    },
     onProgress: (p) => {
       if (p.fetched !== last) {
         last = p.fetched;

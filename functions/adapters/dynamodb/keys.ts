@@ -9,6 +9,12 @@ export const keys = {
   leaseSk: 'LEASE',
   statsSk: 'STATS',
   statusSk: 'STATUS',
+  /** Audit ids start with their ISO time, so the trail sorts oldest first and a time works as a lower bound. */
+  auditSk: (id: string) => `AUDIT#${id}`,
+  auditPrefix: 'AUDIT#',
+  /** An intent not yet completed; deleted with the audit record's completion. */
+  pendingSk: (id: string) => `PENDING#${id}`,
+  pendingPrefix: 'PENDING#',
   inboxPk: 'INBOX',
   /** Newest first by date, then stable. */
   inboxSk: (sortDate: string, sourceId: string, identity: string) => `${sortDate}#${sourceId}#${identity}`,

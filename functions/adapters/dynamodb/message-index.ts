@@ -1,33 +1,56 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ConditionalCheckFailedException, TransactionCanceledException } from '@aws-sdk/client-dynamodb';
 import {
+  BatchGetCommand,
   GetCommand,
   QueryCommand,
   TransactWriteCommand,
   UpdateCommand,
   type DynamoDBDocumentClient,
   type QueryCommandInput,
+  type TransactWriteCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import { LeaseLostError, StorageError } from '../../core/errors';
 import type {
   Address,
+  AuditRecord,
   FolderState,
   MessageMetadata,
   MessageRecord,
   SourceRunReport,
+  StoredObject,
   UpstreamId,
 } from '../../core/model';
 import { identityKey } from '../../core/model';
+import type { InboxUsage, StoredCopy } from '../../core/policies';
 import type { Lease, MessageIndex } from '../../core/ports';
 import { keys } from './keys';
 import { TABLE } from './table';
 
 type Item = Record<string, unknown>;
+type TransactItems = NonNullable<TransactWriteCommandInput['TransactItems']>;
+
+/** DynamoDB's limits: 100 keys per BatchGetItem, 100 items per TransactWriteItems (the lease check is one). */
+const BATCH_GET_MAX = 100;
+const TRANSACT_MAX = 100;
+/** Concurrent BatchGet calls of one lookup, and how often unprocessed keys are asked for again. */
+const BATCH_GET_PARALLEL = 4;
+const BATCH_GET_RETRIES = 8;
 
 export interface SourceSummary {
   sourceId: string;
   messages: number;
   bytes: number;
-  lastRun?: { at: string; outcome: string; fetched: number; error?: { code: string; message: string } };
+  lastRun?: {
+    at: string;
+    outcome: string;
+    fetched: number;
+    deletedUpstream?: number;
+    evicted?: number;
+    upstreamUsage?: SourceRunReport['upstreamUsage'];
+    notes?: string[];
+    error?: { code: string; message: string };
+  };
   consecutiveFailures: number;
 }
 
@@ -251,9 +274,19 @@ export class DynamoMessageIndex implements MessageIndex {
   }
 
   /** Runs a transaction whose first item is conditional on novelty and whose last is the lease check. */
-  private async transact(
+  private transact(lease: Lease, items: TransactItems): Promise<'committed' | 'exists'> {
+    return this.fenced(lease, items, true);
+  }
+
+  /** Runs a transaction whose last item is the lease check; any other failed condition is a StorageError. */
+  private async write(lease: Lease, items: TransactItems): Promise<void> {
+    await this.fenced(lease, items, false);
+  }
+
+  private async fenced(
     lease: Lease,
-    items: NonNullable<ConstructorParameters<typeof TransactWriteCommand>[0]['TransactItems']>,
+    items: TransactItems,
+    firstIsNovelty: boolean,
   ): Promise<'committed' | 'exists'> {
     try {
       await this.db.send(new TransactWriteCommand({ TransactItems: items }));
@@ -263,10 +296,282 @@ export class DynamoMessageIndex implements MessageIndex {
         const reasons = err.CancellationReasons ?? [];
         if (reasons[reasons.length - 1]?.Code === 'ConditionalCheckFailed')
           throw new LeaseLostError(lease.sourceId);
-        if (reasons[0]?.Code === 'ConditionalCheckFailed') return 'exists';
+        if (firstIsNovelty && reasons[0]?.Code === 'ConditionalCheckFailed') return 'exists';
+        const failed = reasons.findIndex((r) => r.Code === 'ConditionalCheckFailed');
+        if (failed >= 0) {
+          throw new StorageError(
+            `DynamoDB write refused for source ${lease.sourceId}: the item ${sortKeyOf(items[failed])} is not in the expected state`,
+            { cause: err },
+          );
+        }
       }
       throw new StorageError(`DynamoDB write failed: ${(err as Error).message}`, { cause: err });
     }
+  }
+
+  async lookup(sourceId: string, identities: string[]): Promise<Map<string, StoredCopy>> {
+    const items = await this.getMany(sourceId, identities.map(keys.messageSk), COPY_FIELDS);
+    const targets = [...items.values()]
+      .filter((item) => item.type === 'alias')
+      .map((item) => keys.messageSk(String(item.target)))
+      .filter((sk) => !items.has(sk));
+    if (targets.length > 0) {
+      for (const [sk, item] of await this.getMany(sourceId, targets, COPY_FIELDS)) items.set(sk, item);
+    }
+    const found = new Map<string, StoredCopy>();
+    for (const identity of identities) {
+      const item = items.get(keys.messageSk(identity));
+      // One level only: an alias always names the message item that holds the copy (commitAlias).
+      const holder = item?.type === 'alias' ? items.get(keys.messageSk(String(item.target))) : item;
+      const copy = holder && toStoredCopy(holder);
+      if (copy) found.set(identity, copy);
+    }
+    return found;
+  }
+
+  async inboxUsage(sourceId: string): Promise<InboxUsage> {
+    const { Item } = await this.db.send(
+      new GetCommand({
+        TableName: this.tableName,
+        Key: { PK: keys.sourcePk(sourceId), SK: keys.statsSk },
+        ConsistentRead: true,
+      }),
+    );
+    return { messages: Number(Item?.messages ?? 0), bytes: Number(Item?.bytes ?? 0) };
+  }
+
+  async beginActions(lease: Lease, records: AuditRecord[]): Promise<void> {
+    const pk = keys.sourcePk(lease.sourceId);
+    // Two items a record, plus the lease check.
+    for (const batch of chunks(records, Math.floor((TRANSACT_MAX - 1) / 2))) {
+      await this.write(lease, [
+        ...batch.flatMap((record): TransactItems => {
+          const intent: AuditRecord = { ...record, state: 'intent' };
+          return [
+            {
+              Put: {
+                TableName: this.tableName,
+                Item: { ...intent, PK: pk, SK: keys.auditSk(record.id), type: 'audit' },
+                // A retry rewrites its own intent; a completed record is never reopened.
+                ConditionExpression: 'attribute_not_exists(PK) OR #state = :intent',
+                ExpressionAttributeNames: { '#state': 'state' },
+                ExpressionAttributeValues: { ':intent': 'intent' },
+              },
+            },
+            {
+              Put: {
+                TableName: this.tableName,
+                Item: { PK: pk, SK: keys.pendingSk(record.id), type: 'pending', record: intent },
+              },
+            },
+          ];
+        }),
+        this.leaseCheck(lease),
+      ]);
+    }
+  }
+
+  async completeActions(
+    lease: Lease,
+    outcomes: Array<{
+      record: AuditRecord;
+      state: 'done' | 'not-applied';
+      usageAfter?: number;
+      note?: string;
+    }>,
+    now: number,
+  ): Promise<void> {
+    if (outcomes.length === 0) return;
+    const pk = keys.sourcePk(lease.sourceId);
+    const at = new Date(now).toISOString();
+    const deletedUpstream = (o: (typeof outcomes)[number]) =>
+      o.record.action === 'delete-upstream' && o.state === 'done';
+    // Read first: a failed condition would cancel the audit's completion with it.
+    const targets = outcomes.filter(deletedUpstream).map((o) => keys.messageSk(o.record.target));
+    const messages =
+      targets.length > 0
+        ? await this.getMany(lease.sourceId, targets, ['deletedUpstreamAt'])
+        : new Map<string, Item>();
+    const marked = new Set<string>();
+    // Up to three items an outcome, plus the lease check.
+    for (const batch of chunks(outcomes, Math.floor((TRANSACT_MAX - 1) / 3))) {
+      const items: TransactItems = [];
+      for (const outcome of batch) {
+        const { record, state, usageAfter, note } = outcome;
+        const set = ['#state = :state', '#completedAt = :at'];
+        const names: Record<string, string> = { '#state': 'state', '#completedAt': 'completedAt' };
+        const values: Record<string, string | number> = { ':state': state, ':at': at };
+        if (usageAfter !== undefined) {
+          set.push('#usageAfter = :usageAfter');
+          names['#usageAfter'] = 'usageAfter';
+          values[':usageAfter'] = usageAfter;
+        }
+        if (note !== undefined) {
+          set.push('#note = :note');
+          names['#note'] = 'note';
+          values[':note'] = note;
+        }
+        items.push(
+          {
+            Update: {
+              TableName: this.tableName,
+              Key: { PK: pk, SK: keys.auditSk(record.id) },
+              UpdateExpression: `SET ${set.join(', ')}`,
+              ConditionExpression: 'attribute_exists(PK)',
+              ExpressionAttributeNames: names,
+              ExpressionAttributeValues: values,
+            },
+          },
+          { Delete: { TableName: this.tableName, Key: { PK: pk, SK: keys.pendingSk(record.id) } } },
+        );
+        const sk = keys.messageSk(record.target);
+        const message = messages.get(sk);
+        if (
+          deletedUpstream(outcome) &&
+          message &&
+          message.deletedUpstreamAt === undefined &&
+          !marked.has(sk)
+        ) {
+          marked.add(sk);
+          items.push({
+            Update: {
+              TableName: this.tableName,
+              Key: { PK: pk, SK: sk },
+              UpdateExpression: 'SET deletedUpstreamAt = :at',
+              ConditionExpression: 'attribute_exists(PK)',
+              ExpressionAttributeValues: { ':at': at },
+            },
+          });
+        }
+      }
+      items.push(this.leaseCheck(lease));
+      await this.write(lease, items);
+    }
+  }
+
+  async evict(lease: Lease, record: AuditRecord, now: number): Promise<'evicted' | 'already'> {
+    const pk = keys.sourcePk(lease.sourceId);
+    const key = { PK: pk, SK: keys.messageSk(record.target) };
+    const { Item: item } = await this.db.send(
+      new GetCommand({ TableName: this.tableName, Key: key, ConsistentRead: true }),
+    );
+    if (!item) {
+      throw new StorageError(`cannot evict ${record.target} of source ${lease.sourceId}: no such message`);
+    }
+    if (item.type === 'evicted') return 'already';
+    if (item.type !== 'message') {
+      throw new StorageError(
+        `cannot evict ${record.target} of source ${lease.sourceId}: it is ${String(item.type)}, not a stored copy`,
+      );
+    }
+    const object = item.object as StoredObject;
+    // Its content entries (its own, and those of aliases to it) go too: a rematch must not find a copy that is gone.
+    const entries = new Set([record.target]);
+    for (const entry of await this.findByContent(lease.sourceId, object.contentSha256)) {
+      if (entry.target === record.target) entries.add(entry.identity);
+    }
+    const { inbox, sourceInbox } = TABLE.indexes;
+    const outcome = await this.transact(lease, [
+      {
+        Update: {
+          TableName: this.tableName,
+          Key: key,
+          // Without its GSI keys the tombstone leaves both inboxes; the item stays, so the identity stays known.
+          UpdateExpression: 'SET #type = :evicted, evictedAt = :at REMOVE #ip, #is, #sp, #ss',
+          ConditionExpression: '#type = :message',
+          ExpressionAttributeNames: {
+            '#type': 'type',
+            '#ip': inbox.partitionKey,
+            '#is': inbox.sortKey,
+            '#sp': sourceInbox.partitionKey,
+            '#ss': sourceInbox.sortKey,
+          },
+          ExpressionAttributeValues: {
+            ':evicted': 'evicted',
+            ':message': 'message',
+            ':at': new Date(now).toISOString(),
+          },
+        },
+      },
+      ...[...entries].map((identity) => ({
+        Delete: {
+          TableName: this.tableName,
+          Key: { PK: pk, SK: keys.contentSk(object.contentSha256, identity) },
+        },
+      })),
+      {
+        Update: {
+          TableName: this.tableName,
+          Key: { PK: pk, SK: keys.statsSk },
+          UpdateExpression: 'ADD messages :minusOne, bytes :minusSize',
+          ExpressionAttributeValues: { ':minusOne': -1, ':minusSize': -Number(object.size) },
+        },
+      },
+      this.leaseCheck(lease),
+    ]);
+    return outcome === 'exists' ? 'already' : 'evicted';
+  }
+
+  async pendingActions(sourceId: string): Promise<AuditRecord[]> {
+    const out: AuditRecord[] = [];
+    for await (const item of this.query({
+      KeyConditionExpression: 'PK = :pk AND begins_with(SK, :p)',
+      ExpressionAttributeValues: { ':pk': keys.sourcePk(sourceId), ':p': keys.pendingPrefix },
+    })) {
+      out.push(item.record as AuditRecord);
+    }
+    return out;
+  }
+
+  async *auditTrail(sourceId: string, since?: string): AsyncIterable<AuditRecord> {
+    for await (const item of this.query({
+      KeyConditionExpression: 'PK = :pk AND SK BETWEEN :a AND :b',
+      ExpressionAttributeValues: {
+        ':pk': keys.sourcePk(sourceId),
+        ':a': keys.auditSk(since ?? ''),
+        ':b': `${keys.auditPrefix}\uffff`,
+      },
+    })) {
+      const { PK: _pk, SK: _sk, type: _type, ...record } = item;
+      yield record as unknown as AuditRecord;
+    }
+  }
+
+  /** Strongly consistent BatchGet of one source's items by sort key; a map from sort key to item. */
+  private async getMany(sourceId: string, sortKeys: string[], fields: string[]): Promise<Map<string, Item>> {
+    const found = new Map<string, Item>();
+    const batches = chunks([...new Set(sortKeys)], BATCH_GET_MAX);
+    const names = Object.fromEntries(['SK', ...fields].map((f, i) => [`#f${i}`, f]));
+    for (let i = 0; i < batches.length; i += BATCH_GET_PARALLEL) {
+      await Promise.all(
+        batches.slice(i, i + BATCH_GET_PARALLEL).map(async (batch) => {
+          let pending: Item[] = batch.map((SK) => ({ PK: keys.sourcePk(sourceId), SK }));
+          for (let attempt = 0; pending.length > 0; attempt++) {
+            if (attempt > BATCH_GET_RETRIES) {
+              throw new StorageError(
+                `DynamoDB kept ${pending.length} keys of source ${sourceId} unprocessed: the table is throttled`,
+              );
+            }
+            if (attempt > 0) await sleep(Math.min(1000, 25 * 2 ** attempt));
+            const out = await this.db.send(
+              new BatchGetCommand({
+                RequestItems: {
+                  [this.tableName]: {
+                    Keys: pending,
+                    ConsistentRead: true,
+                    ProjectionExpression: Object.keys(names).join(', '),
+                    ExpressionAttributeNames: names,
+                  },
+                },
+              }),
+            );
+            for (const item of out.Responses?.[this.tableName] ?? []) found.set(String(item.SK), item);
+            pending = out.UnprocessedKeys?.[this.tableName]?.Keys ?? [];
+          }
+        }),
+      );
+    }
+    return found;
   }
 
   async recordRun(report: SourceRunReport, now: number): Promise<void> {
@@ -284,6 +589,9 @@ export class DynamoMessageIndex implements MessageIndex {
             outcome: report.outcome,
             fetched: report.fetched,
             fetchedBytes: report.fetchedBytes,
+            deletedUpstream: report.deletedUpstream,
+            evicted: report.evicted,
+            ...(report.upstreamUsage ? { upstreamUsage: report.upstreamUsage } : {}),
             durationMs: report.durationMs,
             notes: report.notes,
             ...(report.error ? { error: report.error } : {}),
@@ -392,6 +700,37 @@ export function fitMetadata(metadata: MessageMetadata, budget = METADATA_BUDGET_
   };
   if (size(m) > budget) m = { ...m, to: [], cc: [], attachments: [], snippet: cut(m.snippet, 200) ?? '' };
   return m;
+}
+
+/** What lookup reads of a message item. */
+const COPY_FIELDS = ['type', 'target', 'object', 'fetchedAt', 'deletedUpstreamAt'];
+
+/** The copy a message item or its tombstone holds; undefined for anything else. */
+function toStoredCopy(item: Item): StoredCopy | undefined {
+  if (item.type !== 'message' && item.type !== 'evicted') return undefined;
+  const object = item.object as StoredObject;
+  const deletedUpstreamAt = item.deletedUpstreamAt as string | undefined;
+  return {
+    identity: String(item.SK).slice(keys.messagePrefix.length),
+    key: object.key,
+    size: Number(object.size),
+    sha256: object.sha256,
+    fetchedAt: String(item.fetchedAt),
+    state: item.type === 'message' ? 'stored' : 'evicted',
+    ...(deletedUpstreamAt !== undefined ? { deletedUpstreamAt } : {}),
+  };
+}
+
+function chunks<T>(list: T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < list.length; i += size) out.push(list.slice(i, i + size));
+  return out;
+}
+
+/** The sort key a transaction item writes, to name it in an error. */
+function sortKeyOf(item: TransactItems[number] | undefined): string {
+  const key = item?.Put?.Item ?? item?.Update?.Key ?? item?.Delete?.Key ?? item?.ConditionCheck?.Key;
+  return String(key?.SK);
 }
 
 function toRecord(item: Item): MessageRecord {

@@ -10,6 +10,8 @@ const BULK_LIMIT_BYTES = 1024 * 1024;
 /** One pipelined FETCH asks for at most this many bytes of small messages. */
 const BATCH_BYTES = 16 * 1024 * 1024;
 const STREAM_CHUNK_BYTES = 1024 * 1024;
+/** UIDs per UID SEARCH / STORE / EXPUNGE command: keeps command lines short even for scattered UIDs. */
+const SET_CHUNK = 1000;
 
 /** imapflow's logger, routed to ours: only warnings and errors, never protocol traffic (it could hold mail). */
 function loggerAdapter(logger?: Logger) {
@@ -262,34 +264,144 @@ class ImapFlowSession implements ImapSession {
         highestModseq: box.highestModseq === undefined ? undefined : String(box.highestModseq),
       };
     } catch (err) {
-      const e = err as { serverResponseCode?: string; responseText?: string };
-      if (
-        e.serverResponseCode === 'NONEXISTENT' ||
-        /doesn't exist|does not exist|unknown mailbox/i.test(e.responseText ?? '')
-      ) {
-        throw new UpstreamError(
-          'FOLDER_NOT_FOUND',
-          `the folder "${folder}" does not exist on ${this.source.host} for user ${this.source.user}: check "folders" (names are case-sensitive, e.g. "INBOX" or "Archive/2024")`,
-          false,
-          { cause: err },
-        );
-      }
-      throw imapError(this.source, err, `EXAMINE ${folder}`);
+      throw this.folderError(folder, err, `EXAMINE ${folder}`);
     }
   }
 
-  async listUids(fromUid: number): Promise<Array<{ uid: number; size: number }>> {
-    const out: Array<{ uid: number; size: number }> = [];
+  private folderError(folder: string, err: unknown, stage: string): UpstreamError {
+    const e = err as { serverResponseCode?: string; responseText?: string; mailboxMissing?: boolean };
+    if (
+      e.serverResponseCode === 'NONEXISTENT' ||
+      /doesn't exist|does not exist|unknown mailbox/i.test(e.responseText ?? '')
+    ) {
+      return new UpstreamError(
+        'FOLDER_NOT_FOUND',
+        `the folder "${folder}" does not exist on ${this.source.host} for user ${this.source.user}: check "folders" (names are case-sensitive, e.g. "INBOX" or "Archive/2024")`,
+        false,
+        { cause: err },
+      );
+    }
+    return imapError(this.source, err, stage);
+  }
+
+  async listUids(
+    fromUid: number,
+    options: { internalDate?: boolean } = {},
+  ): Promise<Array<{ uid: number; size: number; internalDate?: number }>> {
+    const out: Array<{ uid: number; size: number; internalDate?: number }> = [];
+    const withDate = options.internalDate === true;
     try {
       if ((this.client.mailbox && Number(this.client.mailbox.exists)) === 0) return out;
-      for await (const m of this.client.fetch(`${fromUid}:*`, { uid: true, size: true }, { uid: true })) {
+      const query = withDate ? { uid: true, size: true, internalDate: true } : { uid: true, size: true };
+      for await (const m of this.client.fetch(`${fromUid}:*`, query, { uid: true })) {
         // `n:*` also answers the highest UID when it is below n (RFC 3501): keep only what was asked.
-        if (m.uid >= fromUid) out.push({ uid: m.uid, size: Number(m.size ?? 0) });
+        if (m.uid < fromUid) continue;
+        const entry: { uid: number; size: number; internalDate?: number } = {
+          uid: m.uid,
+          size: Number(m.size ?? 0),
+        };
+        if (withDate) {
+          // imapflow gives a Date, or the raw text when it cannot parse it: then the date is unknown, not invented.
+          const ms = m.internalDate instanceof Date ? m.internalDate.getTime() : NaN;
+          if (Number.isFinite(ms)) entry.internalDate = ms;
+        }
+        out.push(entry);
       }
     } catch (err) {
       throw imapError(this.source, err, 'UID FETCH (list)');
     }
     return out.sort((a, b) => a.uid - b.uid);
+  }
+
+  async present(uids: number[]): Promise<Set<number>> {
+    const found = new Set<number>();
+    for (const chunk of chunked([...new Set(uids)], SET_CHUNK)) {
+      let result: Awaited<ReturnType<ImapFlow['search']>>;
+      try {
+        result = await this.client.search({ uid: compactUidSet(chunk) }, { uid: true });
+      } catch (err) {
+        throw imapError(this.source, err, 'UID SEARCH');
+      }
+      // imapflow answers false when the server refused the search, undefined without an open folder: neither
+      // means "none of them", which would pass every message for expunged.
+      if (!Array.isArray(result)) {
+        if (!this.client.usable) {
+          throw new UpstreamError(
+            'CONNECTION_LOST',
+            `the connection to ${this.source.host}:${this.source.port} was lost during UID SEARCH`,
+            true,
+          );
+        }
+        throw new UpstreamError(
+          'PROTOCOL_ERROR',
+          `IMAP UID SEARCH on ${this.source.host}:${this.source.port} failed${this.client.mailbox ? '' : ' (no folder open)'}`,
+          true,
+        );
+      }
+      const asked = new Set(chunk);
+      for (const uid of result) if (asked.has(uid)) found.add(uid);
+    }
+    return found;
+  }
+
+  async deleteUids(folder: string, uidValidity: string, uids: number[]): Promise<Set<number>> {
+    // imapflow itself picks UID EXPUNGE or a plain EXPUNGE from this live map: check the same one.
+    if (!this.capabilities.has('UIDPLUS') || !this.client.capabilities.has('UIDPLUS')) {
+      throw new UpstreamError(
+        'CAPABILITY_MISSING',
+        `${this.source.host} has no UIDPLUS: Tributary deletes only with UID EXPUNGE, because a plain EXPUNGE would also remove messages marked \\Deleted by you or another client; set "retention": {"mode": "keep"} and remove "upstreamQuota" for this source`,
+        false,
+      );
+    }
+    const wanted = [...new Set(uids)].sort((a, b) => a - b);
+    if (!wanted.length) return new Set();
+    let box: Awaited<ReturnType<ImapFlow['mailboxOpen']>>;
+    try {
+      box = await this.client.mailboxOpen(folder, { readOnly: false });
+    } catch (err) {
+      throw this.folderError(folder, err, `SELECT ${folder}`);
+    }
+    if (String(box.uidValidity) !== uidValidity) {
+      throw new UpstreamError(
+        'PROTOCOL_ERROR',
+        `the UIDVALIDITY of "${folder}" on ${this.source.host} changed (${uidValidity} -> ${String(box.uidValidity)}): its UIDs now name other messages, so nothing was deleted`,
+        true,
+      );
+    }
+    for (const chunk of chunked(wanted, SET_CHUNK)) {
+      if (!this.client.capabilities.has('UIDPLUS')) {
+        throw new UpstreamError(
+          'CAPABILITY_MISSING',
+          `${this.source.host} withdrew UIDPLUS during the session: nothing more was deleted`,
+          false,
+        );
+      }
+      let done: boolean;
+      try {
+        // imapflow's expunge: UID STORE +FLAGS.SILENT (\Deleted), then UID EXPUNGE of the same set. Its options go
+        // on to the STORE as they are, so `silent` works although messageDelete's type does not list it.
+        const options = { uid: true, silent: true };
+        done = await this.client.messageDelete(compactUidSet(chunk), options);
+      } catch (err) {
+        throw imapError(this.source, err, 'UID STORE/UID EXPUNGE');
+      }
+      if (!done) {
+        if (!this.client.usable) {
+          throw new UpstreamError(
+            'CONNECTION_LOST',
+            `the connection to ${this.source.host}:${this.source.port} was lost during UID STORE/UID EXPUNGE`,
+            true,
+          );
+        }
+        throw new UpstreamError(
+          'PROTOCOL_ERROR',
+          `${this.source.host} refused UID STORE \\Deleted or UID EXPUNGE in "${folder}"; it will be retried`,
+          true,
+        );
+      }
+    }
+    const still = await this.present(wanted);
+    return new Set(wanted.filter((uid) => !still.has(uid)));
   }
 
   async fetchBodies(
@@ -362,13 +474,7 @@ class ImapFlowSession implements ImapSession {
         true,
       );
     }
-    let still: number[];
-    try {
-      const found = await this.client.search({ uid: compactUidSet(uids) }, { uid: true });
-      still = Array.isArray(found) ? found : [];
-    } catch (err) {
-      throw imapError(this.source, err, 'UID SEARCH');
-    }
+    const still = [...(await this.present(uids))];
     if (still.length) {
       throw new UpstreamError(
         'PROTOCOL_ERROR',
@@ -447,6 +553,12 @@ class ImapFlowSession implements ImapSession {
 
 async function* oneChunk(buf: Buffer): Bytes {
   yield buf;
+}
+
+function chunked<T>(items: T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
 }
 
 /** `1:3,7,9:10` from a list of UIDs. */

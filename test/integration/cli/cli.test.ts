@@ -142,6 +142,7 @@ describe('the tributary CLI', () => {
     expect(res.out).toMatch(/TLS: TLSv1\.[23] .* certificate localhost issued by Tributary Test CA/);
     expect(res.out).toMatch(/UIDL yes, TOP yes, PIPELINING yes/);
     expect(res.out).toMatch(/maildrop: 1 messages/);
+    expect(res.out).toMatch(/quota: POP3 reports no quota; declare "capacityBytes" in "upstreamQuota"/);
 
     const wrong = writeConfig([{ ...pop, secret: { env: 'PW_WRONG' } }]);
     const sync = await cli(['sync', '--config', wrong]);
@@ -225,6 +226,62 @@ describe('the tributary CLI', () => {
       const log = fs.readFileSync(path.join(lab.info.dir, 'dovecot.log'), 'utf8');
       expect(log).not.toContain(user.name);
     });
+  });
+
+  it('plan, sync, audit and sources list for a source with policies', async () => {
+    const user = lab.createUser('pol', { quotaBytes: 200 * 1024 });
+    const mails = bulkCorpus(6, 7, { maxBytes: 8_000, attachmentRatio: 0 }).map((m) => m.raw);
+    for (const m of mails) lab.deliver(user, m);
+    await lab.recalcQuota(user);
+    const id = `pol-${uniq()}`;
+    const config = writeConfig([
+      imapSource(user, id, {
+        retention: { mode: 'delete-on-retrieve' },
+        upstreamQuota: { maxUsagePercent: 90, targetPercent: 75 },
+        inboxQuota: { maxMessages: 4, onExceed: 'pause' },
+      }),
+    ]);
+
+    const plan = await cli(['plan', '--config', config]);
+    expect(plan.err).toBe('');
+    expect(plan.code).toBe(0);
+    expect(plan.out).toMatch(new RegExp(`${id}: the next sync would`));
+    expect(plan.out).toMatch(/fetch 4 new message\(s\)/);
+    expect(plan.out).toMatch(/leave 2 upstream: the inbox quota pauses this source/);
+    expect(plan.out).toMatch(/delete 4 upstream/);
+    expect(plan.out).toMatch(/imap#INBOX#\d+#0000000001 .* delete-on-retrieve: committed to the store/);
+    expect((await lab.status(user)).messages).toBe(6); // a dry run
+
+    const planJson = JSON.parse((await cli(['plan', '--config', config, '--json'])).out) as {
+      plans: Array<{ deletes: Array<{ identity: string }> }>;
+    };
+    const sync = await cli(['sync', '--config', config]);
+    expect(sync.code).toBe(0);
+    expect(sync.out).toMatch(
+      new RegExp(`${id}: ok, 4 new messages .*; 4 deleted upstream.* \\(paused by the inbox quota\\)`),
+    );
+    expect((await lab.status(user)).messages).toBe(2);
+
+    const audit = await cli(['audit', '--config', config, '--json']);
+    const records = (JSON.parse(audit.out) as { audit: Array<{ identity: string; state: string }> }).audit;
+    expect(records.map((r) => [r.identity, r.state])).toEqual(
+      planJson.plans[0]!.deletes.map((d) => [d.identity, 'done']),
+    );
+    const text = await cli(['audit', '--config', config, '--source', id]);
+    expect(text.out).toMatch(/delete-upstream done .* delete-on-retrieve: committed to the store usage/);
+    const future = await cli(['audit', '--config', config, '--since', '2999-01-01']);
+    expect(future.out).toMatch(/no destructive action recorded since 2999-01-01/);
+    const bad = await cli(['audit', '--config', config, '--since', 'yesterday-ish']);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/--since must be a date/);
+
+    const list = await cli(['sources', 'list', '--config', config]);
+    expect(list.out).toMatch(
+      /policy: retention delete-on-retrieve; upstream quota 90% -> 75%; inbox quota 4 messages then pause/,
+    );
+    expect(list.out).toMatch(/inbox: 4 messages, .* \(limit: 4 messages\)/);
+    expect(list.out).toMatch(/upstream usage: .* of 200\.0 KB \(\d+\.\d%\) after the last run/);
+    expect(list.out).toMatch(/last run: .* paused/);
   });
 
   it('refuses a bad config with exit status 2, naming the field', async () => {

@@ -44,16 +44,82 @@ describe('parseConfig', () => {
     [{ sources: [{ ...imap, retention: { mode: 'delete-after-days' } }] }, /retention/],
     [{ store: { mode: 'aws', table: 't' } }, /store\.bucket/],
     [{ sources: [{ ...imap, hots: 'x' }] }, /unknown field "hots": check the spelling/],
+    [{ sources: [{ ...imap, retention: { mode: 'delete-after-days', days: 0 } }] }, /retention\.days/],
+    [{ sources: [{ ...imap, inboxQuota: { maxBytes: 1 } }] }, /inboxQuota\.onExceed: must be "pause"/],
     [
-      { sources: [{ ...imap, retention: { mode: 'delete-on-retrieve' } }] },
-      /retention\.mode: "delete-on-retrieve" is not available in this version yet/,
+      { sources: [{ ...imap, inboxQuota: { onExceed: 'pause' } }] },
+      /inboxQuota: needs "maxBytes", "maxMessages" or both/,
     ],
     [
-      { sources: [{ ...imap, inboxQuota: { maxBytes: 1 } }] },
-      /inboxQuota: quota policies are not available in this version yet/,
+      {
+        sources: [
+          {
+            ...imap,
+            retention: { mode: 'delete-on-retrieve' },
+            inboxQuota: { maxMessages: 5, onExceed: 'evict-oldest' },
+          },
+        ],
+      },
+      /inboxQuota\.onExceed: "evict-oldest" only removes copies that still exist upstream/,
+    ],
+    [
+      { sources: [{ ...imap, upstreamQuota: { maxUsagePercent: 75, targetPercent: 90 } }] },
+      /upstreamQuota: targetPercent must be below maxUsagePercent/,
+    ],
+    [
+      { sources: [{ ...imap, upstreamQuota: { maxUsagePercent: 190, targetPercent: 75 } }] },
+      /upstreamQuota\.maxUsagePercent/,
+    ],
+    [
+      {
+        sources: [{ ...imap, protocol: 'pop3', upstreamQuota: { maxUsagePercent: 90, targetPercent: 75 } }],
+      },
+      /upstreamQuota\.capacityBytes: is required for POP3/,
+    ],
+    [
+      {
+        sources: [
+          { ...imap, upstreamQuota: { maxUsagePercent: 90, targetPercent: 75, capacityBytes: 1000 } },
+        ],
+      },
+      /upstreamQuota\.capacityBytes: is for POP3 only/,
     ],
   ])('refuses %j naming the field and the fix', (raw, message) => {
     expect(() => parseConfig(raw, 'tributary.config.json')).toThrow(message);
+  });
+
+  it('reads every policy', () => {
+    const c = parseConfig(
+      {
+        sources: [
+          {
+            ...imap,
+            retention: { mode: 'delete-after-days', days: 14 },
+            upstreamQuota: { maxUsagePercent: 90, targetPercent: 75 },
+            inboxQuota: { maxBytes: 1e9, onExceed: 'evict-oldest' },
+          },
+          {
+            ...imap,
+            id: 'isp',
+            protocol: 'pop3',
+            retention: { mode: 'delete-on-retrieve' },
+            upstreamQuota: { maxUsagePercent: 90, targetPercent: 75, capacityBytes: 1e8 },
+            inboxQuota: { maxMessages: 1000, onExceed: 'pause' },
+          },
+        ],
+      },
+      'c.json',
+    );
+    expect(c.sources[0]).toMatchObject({
+      retention: { mode: 'delete-after-days', days: 14 },
+      upstreamQuota: { maxUsagePercent: 90, targetPercent: 75 },
+      inboxQuota: { maxBytes: 1e9, onExceed: 'evict-oldest' },
+    });
+    expect(c.sources[1]).toMatchObject({
+      retention: { mode: 'delete-on-retrieve' },
+      upstreamQuota: { capacityBytes: 1e8 },
+      inboxQuota: { maxMessages: 1000, onExceed: 'pause' },
+    });
   });
 
   it('allows tls none on loopback only', () => {

@@ -1,0 +1,375 @@
+/**
+ * Carrying out the policies (DESIGN.md section 5) at the end of a run, in the durable order of section 4:
+ * verify the stored copy -> write the audit intent -> act -> complete the audit. A run cut anywhere leaves either
+ * nothing done or an intent that the next run resolves against what the server then holds.
+ */
+import { createHash } from 'node:crypto';
+import { UpstreamError } from './errors';
+import { deletesUpstream, identityKey } from './model';
+import type { AuditRecord, FolderStatus, Source, SourceRunReport } from './model';
+import {
+  planPolicies,
+  type PlannedDelete,
+  type PolicyPlan,
+  type StoredCopy,
+  type UpstreamMessage,
+} from './policies';
+import type { ImapSession, Lease, MessageIndex, Pop3Listing, Pop3Session, RawMailStore } from './ports';
+import type { Clock, Logger } from './ports';
+
+/** Named points of a run, for fault tests that stop the process exactly there. */
+export type SyncStep =
+  | 'stored' // the object is in S3, its item not yet committed
+  | 'committed'
+  | 'intent-written' // audit intents written, nothing deleted yet
+  | 'dele-sent' // POP3: DELEs sent, QUIT not yet
+  | 'upstream-deleted' // the server applied the deletes; audits not yet completed
+  | 'evicted-item' // the item is a tombstone, the object not yet deleted
+  | 'evicted-object'; // the object is deleted, the audit not yet completed
+
+export interface PolicyContext {
+  source: Source;
+  index: MessageIndex;
+  store: RawMailStore;
+  clock: Clock;
+  logger: Logger;
+  report: SourceRunReport;
+  lease: () => Lease;
+  checkLease: () => void;
+  step: (step: SyncStep) => void;
+}
+
+/** Whether a run has anything to do after fetching: a policy, or intents a cut run left behind. */
+export function hasPolicyWork(source: Source, pending: AuditRecord[]): boolean {
+  return deletesUpstream(source) || source.inboxQuota !== undefined || pending.length > 0;
+}
+
+/** Refuses, before anything is fetched, a deleting policy the server cannot carry out safely. */
+export function checkImapCapabilities(source: Source, capabilities: ReadonlySet<string>): void {
+  if (deletesUpstream(source) && !capabilities.has('UIDPLUS')) {
+    throw new UpstreamError(
+      'CAPABILITY_MISSING',
+      `${source.host} has no UIDPLUS, so source ${source.id} cannot delete upstream safely (a plain EXPUNGE would also remove messages marked \\Deleted elsewhere): set "retention": {"mode": "keep"} and remove "upstreamQuota"`,
+      false,
+    );
+  }
+  if (source.upstreamQuota && !capabilities.has('QUOTA')) {
+    throw new UpstreamError(
+      'CAPABILITY_MISSING',
+      `${source.host} does not report storage usage (no IMAP QUOTA), so the "upstreamQuota" of source ${source.id} cannot work: remove it (check with "tributary sources test ${source.id}")`,
+      false,
+    );
+  }
+}
+
+/** Every message of the configured IMAP folders, oldest arrival first, and each folder's status (EXAMINE). */
+export async function scanImap(
+  session: ImapSession,
+  source: Source,
+): Promise<{ messages: UpstreamMessage[]; folders: Map<string, FolderStatus> }> {
+  const rows: Array<Omit<UpstreamMessage, 'order'> & { date: number; f: number }> = [];
+  const folders = new Map<string, FolderStatus>();
+  for (const [f, folder] of source.folders.entries()) {
+    const status = await session.openFolder(folder);
+    folders.set(folder, status);
+    for (const m of await session.listUids(1, { internalDate: true })) {
+      rows.push({
+        identity: identityKey({ kind: 'imap', folder, uidValidity: status.uidValidity, uid: m.uid }),
+        folder,
+        uid: m.uid,
+        size: m.size,
+        date: m.internalDate ?? 0,
+        f,
+      });
+    }
+  }
+  rows.sort((a, b) => a.date - b.date || a.f - b.f || a.uid! - b.uid!);
+  return {
+    messages: rows.map(({ date: _date, f: _f, ...m }, order) => ({ ...m, order })),
+    folders,
+  };
+}
+
+/** The POP3 maildrop, in message-number order (the arrival order). */
+export function scanPop3(listing: Pop3Listing[], identities: Map<number, string>): UpstreamMessage[] {
+  return listing
+    .filter((e) => identities.has(e.number))
+    .map((e) => ({ identity: identities.get(e.number)!, number: e.number, size: e.size, order: e.number }));
+}
+
+/** Attaches the committed copy behind each message. */
+export async function attachStored(
+  index: MessageIndex,
+  sourceId: string,
+  messages: UpstreamMessage[],
+): Promise<void> {
+  const copies = await index.lookup(
+    sourceId,
+    messages.map((m) => m.identity),
+  );
+  for (const m of messages) m.stored = copies.get(m.identity);
+}
+
+async function sha256Of(store: RawMailStore, key: string): Promise<{ size: number; sha256: string }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of await store.get(key)) {
+    size += chunk.byteLength;
+    hash.update(chunk);
+  }
+  return { size, sha256: hash.digest('hex') };
+}
+
+/**
+ * Runs the policies for one source in an open session: resolves intents a cut run left, plans, and carries the
+ * plan out. `upstream` is everything the server holds in the source's scope now, with its stored copies attached.
+ */
+export class PolicyRun {
+  private seq = 0;
+
+  constructor(private readonly ctx: PolicyContext) {}
+
+  private auditId(): string {
+    const at = new Date(this.ctx.clock.now()).toISOString();
+    return `${at}#${String(this.ctx.lease().fence).padStart(6, '0')}#${String(this.seq++).padStart(5, '0')}`;
+  }
+
+  private record(
+    action: AuditRecord['action'],
+    d: Pick<PlannedDelete, 'message' | 'policy' | 'why'>,
+    usageBefore: number | undefined,
+  ): AuditRecord {
+    const stored: StoredCopy = d.message.stored;
+    return {
+      id: this.auditId(),
+      sourceId: this.ctx.source.id,
+      action,
+      policy: d.policy,
+      why: d.why,
+      identity: d.message.identity,
+      target: stored.identity,
+      object: { key: stored.key, size: stored.size, sha256: stored.sha256 },
+      at: new Date(this.ctx.clock.now()).toISOString(),
+      state: 'intent',
+      usageBefore,
+    };
+  }
+
+  /**
+   * Intents left by a run that stopped between an action and its completion: a delete is done when the message
+   * is gone upstream and not applied when it is still there; an eviction is finished (object deleted) when the
+   * item is already a tombstone.
+   */
+  async resolvePending(pending: AuditRecord[], upstream: UpstreamMessage[]): Promise<void> {
+    if (!pending.length) return;
+    const present = new Set(upstream.map((m) => m.identity));
+    const outcomes: Parameters<MessageIndex['completeActions']>[1] = [];
+    for (const record of pending) {
+      if (record.action === 'delete-upstream') {
+        const still = present.has(record.identity);
+        outcomes.push({
+          record,
+          state: still ? 'not-applied' : 'done',
+          note: still
+            ? 'the run stopped before the server applied the delete; the message is still upstream'
+            : 'the run stopped after the delete; the next run found the message gone upstream',
+        });
+      } else {
+        const copy = (await this.ctx.index.lookup(this.ctx.source.id, [record.target])).get(record.target);
+        if (copy?.state === 'evicted') {
+          await this.ctx.store.delete(record.object.key);
+          outcomes.push({ record, state: 'done', note: 'finished by the next run' });
+        } else {
+          outcomes.push({ record, state: 'not-applied', note: 'the run stopped before the eviction' });
+        }
+      }
+    }
+    this.ctx.checkLease();
+    await this.ctx.index.completeActions(this.ctx.lease(), outcomes, this.ctx.clock.now());
+    this.ctx.report.notes.push(`completed ${pending.length} audit record(s) left by an interrupted run`);
+  }
+
+  async plan(
+    upstream: UpstreamMessage[],
+    usage: { usedBytes: number; limitBytes: number } | undefined,
+  ): Promise<PolicyPlan> {
+    const plan = planPolicies({
+      source: this.ctx.source,
+      now: this.ctx.clock.now(),
+      upstream,
+      usage,
+      inbox: await this.ctx.index.inboxUsage(this.ctx.source.id),
+    });
+    this.ctx.report.notes.push(...plan.notes);
+    return plan;
+  }
+
+  /**
+   * Section 4, rule 1: deleted upstream only if the object holds the recorded size and sha256 right before, and
+   * the item exists (it was just read from the base table). A copy that fails is kept upstream and reported.
+   */
+  async verified(deletes: PlannedDelete[]): Promise<PlannedDelete[]> {
+    const ok: PlannedDelete[] = [];
+    for (const d of deletes) {
+      const stored = d.message.stored;
+      // A store that cannot be reached throws here and fails the run: nothing is deleted on a guess.
+      const head = await this.ctx.store.head(stored.key);
+      const actual =
+        head && head.size === stored.size ? await sha256Of(this.ctx.store, stored.key) : undefined;
+      if (actual && actual.size === stored.size && actual.sha256 === stored.sha256) {
+        ok.push(d);
+      } else {
+        this.ctx.logger.error('stored copy does not match its record; not deleting upstream', {
+          sourceId: this.ctx.source.id,
+          identity: d.message.identity,
+        });
+        this.ctx.report.notes.push(
+          `${d.message.identity}: the stored copy is missing or does not match its size and sha256; kept upstream`,
+        );
+      }
+    }
+    return ok;
+  }
+
+  /** Writes the intents for these deletes; returns the audit records, in the same order. */
+  async begin(deletes: PlannedDelete[], usageBefore: number | undefined): Promise<AuditRecord[]> {
+    const records = deletes.map((d) => this.record('delete-upstream', d, usageBefore));
+    this.ctx.checkLease();
+    await this.ctx.index.beginActions(this.ctx.lease(), records);
+    this.ctx.step('intent-written');
+    return records;
+  }
+
+  async complete(
+    records: AuditRecord[],
+    gone: (record: AuditRecord) => boolean,
+    usageAfter: number | undefined,
+  ): Promise<void> {
+    this.ctx.checkLease();
+    const outcomes = records.map((record) => {
+      const done = gone(record);
+      return {
+        record,
+        state: done ? ('done' as const) : ('not-applied' as const),
+        usageAfter,
+        note: done ? undefined : 'the server did not remove it',
+      };
+    });
+    await this.ctx.index.completeActions(this.ctx.lease(), outcomes, this.ctx.clock.now());
+    this.ctx.report.deletedUpstream += outcomes.filter((o) => o.state === 'done').length;
+  }
+
+  /** Evicts copies whose messages are confirmed still upstream (`present`), oldest first. */
+  async evict(plan: PolicyPlan, present: (m: UpstreamMessage) => boolean): Promise<void> {
+    let bytes = (await this.ctx.index.inboxUsage(this.ctx.source.id)).bytes;
+    for (const e of plan.evictions) {
+      if (!present(e.message)) {
+        this.ctx.report.notes.push(`${e.message.identity}: gone upstream meanwhile; its copy is kept`);
+        continue;
+      }
+      const record = this.record('evict', { ...e, policy: 'inbox-quota' }, bytes);
+      this.ctx.checkLease();
+      await this.ctx.index.beginActions(this.ctx.lease(), [record]);
+      this.ctx.step('intent-written');
+      const result = await this.ctx.index.evict(this.ctx.lease(), record, this.ctx.clock.now());
+      this.ctx.step('evicted-item');
+      // Only after the fenced tombstone: a crash before this leaves an orphan object, never a listed message
+      // without its bytes.
+      await this.ctx.store.delete(record.object.key);
+      this.ctx.step('evicted-object');
+      if (result === 'evicted') bytes -= record.object.size;
+      await this.ctx.index.completeActions(
+        this.ctx.lease(),
+        [{ record, state: result === 'evicted' ? 'done' : 'not-applied', usageAfter: bytes }],
+        this.ctx.clock.now(),
+      );
+      if (result === 'evicted') this.ctx.report.evicted++;
+    }
+  }
+}
+
+/** IMAP: deletes (verified, with intents) per folder by UID EXPUNGE, and evictions confirmed by UID SEARCH. */
+export async function applyImapPolicies(
+  run: PolicyRun,
+  ctx: PolicyContext,
+  session: ImapSession,
+  upstream: UpstreamMessage[],
+  folders: Map<string, FolderStatus>,
+): Promise<void> {
+  const quota = ctx.source.upstreamQuota || deletesUpstream(ctx.source) ? await session.quota() : undefined;
+  if (ctx.source.upstreamQuota && !quota) {
+    throw new UpstreamError(
+      'CAPABILITY_MISSING',
+      `${ctx.source.host} did not report a storage limit for ${ctx.source.user}, so "upstreamQuota" cannot work: remove it`,
+      false,
+    );
+  }
+  const plan = await run.plan(upstream, quota);
+  const byFolder = new Map<string, UpstreamMessage[]>();
+  for (const e of plan.evictions) {
+    const list = byFolder.get(e.message.folder!) ?? [];
+    list.push(e.message);
+    byFolder.set(e.message.folder!, list);
+  }
+  const stillThere = new Set<string>();
+  for (const [folder, messages] of byFolder) {
+    await session.openFolder(folder);
+    const present = await session.present(messages.map((m) => m.uid!));
+    for (const m of messages) if (present.has(m.uid!)) stillThere.add(m.identity);
+  }
+  await run.evict(plan, (m) => stillThere.has(m.identity));
+
+  const deletes = await run.verified(plan.deletes);
+  if (!deletes.length) return;
+  const records = await run.begin(deletes, quota?.usedBytes);
+  const gone = new Set<string>();
+  for (const folder of new Set(deletes.map((d) => d.message.folder!))) {
+    const inFolder = deletes.filter((d) => d.message.folder === folder);
+    const removed = await session.deleteUids(
+      folder,
+      folders.get(folder)!.uidValidity,
+      inFolder.map((d) => d.message.uid!),
+    );
+    for (const d of inFolder) if (removed.has(d.message.uid!)) gone.add(d.message.identity);
+  }
+  ctx.step('upstream-deleted');
+  const after = quota ? await session.quota() : undefined;
+  if (quota && ctx.source.upstreamQuota) {
+    ctx.report.upstreamUsage = {
+      usedBytes: quota.usedBytes,
+      limitBytes: quota.limitBytes,
+      afterBytes: after?.usedBytes ?? plan.usageAfter ?? quota.usedBytes,
+    };
+  }
+  await run.complete(records, (r) => gone.has(r.identity), after?.usedBytes);
+}
+
+/**
+ * POP3: evictions while the maildrop is held, then DELE each verified message and QUIT in the same session: the
+ * server applies the DELEs only at QUIT, so a session lost before it deletes nothing. Returns true when it sent
+ * QUIT (the caller must not QUIT again).
+ */
+export async function applyPop3Policies(
+  run: PolicyRun,
+  ctx: PolicyContext,
+  session: Pop3Session,
+  upstream: UpstreamMessage[],
+): Promise<boolean> {
+  const octets = upstream.reduce((n, m) => n + m.size, 0);
+  const capacity = ctx.source.upstreamQuota?.capacityBytes;
+  const usage = capacity ? { usedBytes: octets, limitBytes: capacity } : undefined;
+  const plan = await run.plan(upstream, usage);
+  await run.evict(plan, () => true);
+
+  const deletes = await run.verified(plan.deletes);
+  if (!deletes.length) return false;
+  const records = await run.begin(deletes, octets);
+  for (const d of deletes) await session.dele(d.message.number!);
+  ctx.step('dele-sent');
+  await session.quit();
+  ctx.step('upstream-deleted');
+  const after = octets - deletes.reduce((n, d) => n + d.message.size, 0);
+  if (usage) ctx.report.upstreamUsage = { ...usage, afterBytes: after };
+  await run.complete(records, () => true, after);
+  return true;
+}
