@@ -267,8 +267,16 @@ async function listSources(
   }
   if (!rows.length) io.out(`no sources in ${config.file}\n`);
   for (const r of rows) {
-    const last = r.lastRun
-      ? `${r.lastRun.at} ${r.lastRun.outcome}${r.lastRun.error ? ` [${r.lastRun.error.code}] ${r.lastRun.error.message}` : ''}`
+    const run = r.lastRun;
+    const did = run
+      ? [
+          run.deletedUpstream ? `${run.deletedUpstream} deleted upstream` : '',
+          run.evicted ? `${run.evicted} evicted` : '',
+        ].filter(Boolean)
+      : [];
+    const last = run
+      ? `${run.at} ${run.outcome}${did.length ? ` (${did.join(', ')})` : ''}${run.error ? ` [${run.error.code}] ${run.error.message}` : ''}` +
+        (run.notes ?? []).map((n) => `\n    note: ${n}`).join('')
       : 'never synced';
     io.out(
       `${r.id}${r.enabled ? '' : ' (disabled)'}\n` +

@@ -281,7 +281,10 @@ describe('the tributary CLI', () => {
     );
     expect(list.out).toMatch(/inbox: 4 messages, .* \(limit: 4 messages\)/);
     expect(list.out).toMatch(/upstream usage: .* of 200\.0 KB \(\d+\.\d%\) after the last run/);
-    expect(list.out).toMatch(/last run: .* paused/);
+    expect(list.out).toMatch(/last run: .* paused \(4 deleted upstream\)/);
+    expect(list.out).toMatch(
+      /note: paused by the inbox quota \(4 of 4 messages\): 2 message\(s\) stay upstream/,
+    );
   });
 
   it('refuses a bad config with exit status 2, naming the field', async () => {
