@@ -13,7 +13,7 @@ import {
   type InboxUsage,
   type UpstreamMessage,
 } from './policies';
-import { attachStored, checkImapCapabilities, scanImap, scanPop3 } from './policy-run';
+import { attachStored, checkImapCapabilities, requireUsage, scanImap, scanPop3 } from './policy-run';
 import { identifyPop3, type SyncDeps } from './sync';
 import { identityKey } from './model';
 
@@ -60,7 +60,10 @@ export async function planSource(
         const status = scan.folders.get(folder)!;
         const plan = planImapFolder(await deps.index.getFolderState(source.id, folder), status);
         if (plan.kind === 'unchanged') continue;
-        if (plan.kind === 'rematch') notes.push(`${folder}: ${plan.why}`);
+        if (plan.kind === 'rematch')
+          notes.push(
+            `${folder}: ${plan.why}; messages matching a stored one are not fetched again, so this plan overstates what is fetched`,
+          );
         const from = plan.kind === 'rematch' ? 1 : plan.fromUid;
         toFetch.push(
           ...messages
@@ -69,6 +72,7 @@ export async function planSource(
         );
       }
       if (source.upstreamQuota || deletesUpstream(source)) usage = await session.quota();
+      requireUsage(source, usage);
     } finally {
       await session.close().catch(() => undefined);
     }

@@ -36,12 +36,25 @@ export interface PolicyContext {
   report: SourceRunReport;
   lease: () => Lease;
   checkLease: () => void;
+  /** Extends the lease with a fenced write (LeaseLostError if it was taken): done right before acting upstream. */
+  renewLease: () => Promise<void>;
+  budgetLeft: () => boolean;
   step: (step: SyncStep) => void;
+}
+
+/** Destructive actions are done in chunks (verify -> intent -> act -> complete), the time budget checked between. */
+const CHUNK = 100;
+
+function chunks<T>(list: T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < list.length; i += size) out.push(list.slice(i, i + size));
+  return out;
 }
 
 /** Whether a run has anything to do after fetching: a policy, or intents a cut run left behind. */
 export function hasPolicyWork(source: Source, pending: AuditRecord[]): boolean {
-  return deletesUpstream(source) || source.inboxQuota !== undefined || pending.length > 0;
+  // A pause works while fetching; only eviction needs the listing afterwards.
+  return deletesUpstream(source) || source.inboxQuota?.onExceed === 'evict-oldest' || pending.length > 0;
 }
 
 /** Refuses, before anything is fetched, a deleting policy the server cannot carry out safely. */
@@ -78,7 +91,8 @@ export async function scanImap(
         folder,
         uid: m.uid,
         size: m.size,
-        date: m.internalDate ?? 0,
+        // Unknown arrival counts as newest, so the quota guard never deletes it first on a guess.
+        date: m.internalDate ?? Number.MAX_SAFE_INTEGER,
         f,
       });
     }
@@ -156,24 +170,43 @@ export class PolicyRun {
   }
 
   /**
-   * Intents left by a run that stopped between an action and its completion: a delete is done when the message
-   * is gone upstream and not applied when it is still there; an eviction is finished (object deleted) when the
-   * item is already a tombstone.
+   * Intents left by a run that stopped between an action and its completion. A delete is `not-applied` when the
+   * message is still upstream (by its identity, or by its stored copy after a UIDVALIDITY change) and `done` when
+   * it is gone from a folder that was read; an intent about a folder no longer read stays pending. An eviction is
+   * finished (object deleted) when the item is already a tombstone.
+   * `undo` clears the \Deleted flag a cut IMAP delete may have left on messages still there.
    */
-  async resolvePending(pending: AuditRecord[], upstream: UpstreamMessage[]): Promise<void> {
+  async resolvePending(
+    pending: AuditRecord[],
+    upstream: UpstreamMessage[],
+    options: { readPrefixes?: string[]; undo?: (messages: UpstreamMessage[]) => Promise<void> } = {},
+  ): Promise<void> {
     if (!pending.length) return;
-    const present = new Set(upstream.map((m) => m.identity));
+    const byIdentity = new Map(upstream.map((m) => [m.identity, m]));
+    const byTarget = new Map(upstream.filter((m) => m.stored).map((m) => [m.stored!.identity, m]));
     const outcomes: Parameters<MessageIndex['completeActions']>[1] = [];
+    const still: UpstreamMessage[] = [];
     for (const record of pending) {
       if (record.action === 'delete-upstream') {
-        const still = present.has(record.identity);
-        outcomes.push({
-          record,
-          state: still ? 'not-applied' : 'done',
-          note: still
-            ? 'the run stopped before the server applied the delete; the message is still upstream'
-            : 'the run stopped after the delete; the next run found the message gone upstream',
-        });
+        const present = byIdentity.get(record.identity) ?? byTarget.get(record.target);
+        if (present) {
+          still.push(present);
+          outcomes.push({
+            record,
+            state: 'not-applied',
+            note: 'the run stopped before the server applied the delete; the message is still upstream',
+          });
+        } else if (options.readPrefixes && !options.readPrefixes.some((p) => record.identity.startsWith(p))) {
+          this.ctx.report.notes.push(
+            `${record.identity}: an interrupted delete in a folder no longer read; its audit record stays pending`,
+          );
+        } else {
+          outcomes.push({
+            record,
+            state: 'done',
+            note: 'the run stopped after the delete; the next run found the message gone upstream',
+          });
+        }
       } else {
         const copy = (await this.ctx.index.lookup(this.ctx.source.id, [record.target])).get(record.target);
         if (copy?.state === 'evicted') {
@@ -184,9 +217,10 @@ export class PolicyRun {
         }
       }
     }
+    if (still.length && options.undo) await options.undo(still);
     this.ctx.checkLease();
     await this.ctx.index.completeActions(this.ctx.lease(), outcomes, this.ctx.clock.now());
-    this.ctx.report.notes.push(`completed ${pending.length} audit record(s) left by an interrupted run`);
+    this.ctx.report.notes.push(`completed ${outcomes.length} audit record(s) left by an interrupted run`);
   }
 
   async plan(
@@ -224,7 +258,7 @@ export class PolicyRun {
           identity: d.message.identity,
         });
         this.ctx.report.notes.push(
-          `${d.message.identity}: the stored copy is missing or does not match its size and sha256; kept upstream`,
+          `${d.message.identity}: the stored copy is missing or does not match its size and sha256, so it is kept upstream; check the object ${stored.key} (restore it or delete the message item to fetch it again)`,
         );
       }
     }
@@ -288,7 +322,7 @@ export class PolicyRun {
   }
 }
 
-/** IMAP: deletes (verified, with intents) per folder by UID EXPUNGE, and evictions confirmed by UID SEARCH. */
+/** IMAP: evictions confirmed by UID SEARCH, then deletes in chunks (verified, intents, UID EXPUNGE per folder). */
 export async function applyImapPolicies(
   run: PolicyRun,
   ctx: PolicyContext,
@@ -297,13 +331,9 @@ export async function applyImapPolicies(
   folders: Map<string, FolderStatus>,
 ): Promise<void> {
   const quota = ctx.source.upstreamQuota || deletesUpstream(ctx.source) ? await session.quota() : undefined;
-  if (ctx.source.upstreamQuota && !quota) {
-    throw new UpstreamError(
-      'CAPABILITY_MISSING',
-      `${ctx.source.host} did not report a storage limit for ${ctx.source.user}, so "upstreamQuota" cannot work: remove it`,
-      false,
-    );
-  }
+  requireUsage(ctx.source, quota);
+  const guard = ctx.source.upstreamQuota && quota;
+  if (guard) ctx.report.upstreamUsage = { ...quota, afterBytes: quota.usedBytes };
   const plan = await run.plan(upstream, quota);
   const byFolder = new Map<string, UpstreamMessage[]>();
   for (const e of plan.evictions) {
@@ -319,35 +349,52 @@ export async function applyImapPolicies(
   }
   await run.evict(plan, (m) => stillThere.has(m.identity));
 
-  const deletes = await run.verified(plan.deletes);
-  if (!deletes.length) return;
-  const records = await run.begin(deletes, quota?.usedBytes);
-  const gone = new Set<string>();
-  for (const folder of new Set(deletes.map((d) => d.message.folder!))) {
-    const inFolder = deletes.filter((d) => d.message.folder === folder);
-    const removed = await session.deleteUids(
-      folder,
-      folders.get(folder)!.uidValidity,
-      inFolder.map((d) => d.message.uid!),
+  let usage = quota?.usedBytes;
+  const todo = chunks(plan.deletes, CHUNK);
+  for (const [i, chunk] of todo.entries()) {
+    if (!ctx.budgetLeft()) {
+      ctx.report.notes.push(
+        `time budget spent: ${todo.slice(i).flat().length} planned delete(s) left for the next run`,
+      );
+      break;
+    }
+    const deletes = await run.verified(chunk);
+    if (!deletes.length) continue;
+    const records = await run.begin(deletes, usage);
+    await ctx.renewLease();
+    const gone = new Set<string>();
+    for (const folder of new Set(deletes.map((d) => d.message.folder!))) {
+      const inFolder = deletes.filter((d) => d.message.folder === folder);
+      const removed = await session.deleteUids(
+        folder,
+        folders.get(folder)!.uidValidity,
+        inFolder.map((d) => d.message.uid!),
+      );
+      for (const d of inFolder) if (removed.has(d.message.uid!)) gone.add(d.message.identity);
+    }
+    ctx.step('upstream-deleted');
+    const after = quota ? await session.quota() : undefined;
+    usage = after?.usedBytes;
+    if (guard) ctx.report.upstreamUsage!.afterBytes = after?.usedBytes ?? plan.usageAfter ?? quota.usedBytes;
+    await run.complete(records, (r) => gone.has(r.identity), usage);
+  }
+}
+
+/** The quota guard needs a usage figure and a limit; without them it would be a silent no-op. */
+export function requireUsage(source: Source, usage: { limitBytes: number } | undefined): void {
+  if (source.upstreamQuota && !usage) {
+    throw new UpstreamError(
+      'CAPABILITY_MISSING',
+      `${source.host} did not report a storage limit for ${source.user}, so the "upstreamQuota" of source ${source.id} cannot work: remove it (check with "tributary sources test ${source.id}")`,
+      false,
     );
-    for (const d of inFolder) if (removed.has(d.message.uid!)) gone.add(d.message.identity);
   }
-  ctx.step('upstream-deleted');
-  const after = quota ? await session.quota() : undefined;
-  if (quota && ctx.source.upstreamQuota) {
-    ctx.report.upstreamUsage = {
-      usedBytes: quota.usedBytes,
-      limitBytes: quota.limitBytes,
-      afterBytes: after?.usedBytes ?? plan.usageAfter ?? quota.usedBytes,
-    };
-  }
-  await run.complete(records, (r) => gone.has(r.identity), after?.usedBytes);
 }
 
 /**
- * POP3: evictions while the maildrop is held, then DELE each verified message and QUIT in the same session: the
- * server applies the DELEs only at QUIT, so a session lost before it deletes nothing. Returns true when it sent
- * QUIT (the caller must not QUIT again).
+ * POP3: evictions while the maildrop is held, then DELE each verified message (in chunks, each begun with its
+ * intents) and QUIT in the same session: the server applies the DELEs only at QUIT, so a session lost before it
+ * deletes nothing. Returns true when it sent QUIT (the caller must not QUIT again).
  */
 export async function applyPop3Policies(
   run: PolicyRun,
@@ -358,18 +405,35 @@ export async function applyPop3Policies(
   const octets = upstream.reduce((n, m) => n + m.size, 0);
   const capacity = ctx.source.upstreamQuota?.capacityBytes;
   const usage = capacity ? { usedBytes: octets, limitBytes: capacity } : undefined;
+  if (usage) ctx.report.upstreamUsage = { ...usage, afterBytes: octets };
   const plan = await run.plan(upstream, usage);
   await run.evict(plan, () => true);
 
-  const deletes = await run.verified(plan.deletes);
-  if (!deletes.length) return false;
-  const records = await run.begin(deletes, octets);
-  for (const d of deletes) await session.dele(d.message.number!);
+  const begun: AuditRecord[] = [];
+  let deletedBytes = 0;
+  const todo = chunks(plan.deletes, CHUNK);
+  for (const [i, chunk] of todo.entries()) {
+    if (!ctx.budgetLeft()) {
+      ctx.report.notes.push(
+        `time budget spent: ${todo.slice(i).flat().length} planned delete(s) left for the next run`,
+      );
+      break;
+    }
+    const deletes = await run.verified(chunk);
+    if (!deletes.length) continue;
+    begun.push(...(await run.begin(deletes, octets)));
+    await ctx.renewLease();
+    for (const d of deletes) {
+      await session.dele(d.message.number!);
+      deletedBytes += d.message.size;
+    }
+  }
+  if (!begun.length) return false;
   ctx.step('dele-sent');
   await session.quit();
   ctx.step('upstream-deleted');
-  const after = octets - deletes.reduce((n, d) => n + d.message.size, 0);
+  const after = octets - deletedBytes;
   if (usage) ctx.report.upstreamUsage = { ...usage, afterBytes: after };
-  await run.complete(records, () => true, after);
+  await run.complete(begun, () => true, after);
   return true;
 }

@@ -50,6 +50,11 @@ export interface ImapSession {
    */
   deleteUids(folder: string, uidValidity: string, uids: number[]): Promise<Set<number>>;
   /**
+   * Removes \\Deleted from exactly these UIDs (SELECT read-write, same UIDVALIDITY check): undoes the flag a delete
+   * cut between its UID STORE and its UID EXPUNGE left behind.
+   */
+  clearDeleted(folder: string, uidValidity: string, uids: number[]): Promise<void>;
+  /**
    * Streams the exact bytes (BODY.PEEK[]) of each UID, ascending, one at a time; `size` (from listUids) chooses
    * between a pipelined FETCH and a chunked stream. UIDs that no longer exist (expunged meanwhile) are simply
    * not delivered.
@@ -61,6 +66,8 @@ export interface ImapSession {
   /** Storage usage of the open folder's quota root (RFC 9208), when the server has QUOTA. */
   quota(): Promise<{ usedBytes: number; limitBytes: number } | undefined>;
   close(): Promise<void>;
+  /** Drops the connection at once (no LOGOUT): every command in flight fails. For the run's hard deadline. */
+  abort(): void;
 }
 
 export interface Pop3Listing {

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { BodyTap, sha256Hex } from './body-tap';
-import { describeError, LeaseLostError } from './errors';
+import { describeError, LeaseLostError, UpstreamError } from './errors';
 import { identityKey, imapFolderKeyPrefix, imapFolderPrefix } from './model';
 import type { FolderState, MessageRecord, Source, SourceRunReport, UpstreamId } from './model';
 import { planImapFolder, planPop3Sync, UidCheckpoint, type Pop3Candidate } from './planners';
@@ -122,9 +122,21 @@ export async function syncSource(
     await run.execute();
   } catch (err) {
     const described = describeError(err);
-    report.outcome = 'failed';
-    report.error = { code: described.code, message: described.message };
-    deps.logger.warn('sync failed', { sourceId: source.id, code: described.code, error: described.message });
+    if (run.pastDeadline && described.code !== 'LEASE_LOST') {
+      // Cut at the deadline (a stalled or trickling server): what was committed stays, the rest is for next time.
+      report.outcome = 'more';
+      report.notes.push(
+        'stopped at the deadline in the middle of an upstream exchange; the next run continues',
+      );
+    } else {
+      report.outcome = 'failed';
+      report.error = { code: described.code, message: described.message };
+      deps.logger.warn('sync failed', {
+        sourceId: source.id,
+        code: described.code,
+        error: described.message,
+      });
+    }
   } finally {
     await run.stopRenewing();
     report.durationMs = deps.clock.now() - started;
@@ -173,6 +185,10 @@ class SourceRun {
   private leaseLost = false;
   /** What the source occupies in the store, kept current while fetching, when it has an inbox quota. */
   private inbox?: InboxUsage;
+  private deadlineTimer?: NodeJS.Timeout;
+  private readonly atDeadline: Array<() => void> = [];
+  /** The hard deadline passed: the upstream connection was dropped, whatever it was doing. */
+  pastDeadline = false;
 
   constructor(
     private readonly deps: SyncDeps,
@@ -200,11 +216,57 @@ class SourceRun {
       );
     }, ttl / 3);
     this.renewTimer.unref();
+    // Between messages the run stops by itself (budgetLeft); a server that stalls or trickles inside one exchange
+    // is cut here, early enough to leave time for the checkpoint, the status and the lease release.
+    const now = deps.clock.now();
+    const reserve = Math.min(1000, Math.max(0, options.deadline - now) / 10);
+    this.deadlineTimer = setTimeout(
+      () => {
+        this.pastDeadline = true;
+        for (const stop of this.atDeadline.splice(0)) stop();
+      },
+      Math.max(0, options.deadline - now - reserve),
+    );
+    this.deadlineTimer.unref();
+  }
+
+  /**
+   * Opens an upstream session unless the hard deadline comes first; an open that finishes after the deadline is
+   * dropped. Once open, the session is dropped at the deadline.
+   */
+  private openWithin<S extends { abort(): void }>(opening: Promise<S>): Promise<S> {
+    return new Promise<S>((resolve, reject) => {
+      const late = () =>
+        reject(new UpstreamError('TIMEOUT', 'the run reached its deadline while connecting', true));
+      const forget = () => {
+        const i = this.atDeadline.indexOf(late);
+        if (i >= 0) this.atDeadline.splice(i, 1);
+      };
+      if (this.pastDeadline) late();
+      else this.atDeadline.push(late);
+      opening.then(
+        (session) => {
+          forget();
+          if (this.pastDeadline) {
+            session.abort();
+            late();
+            return;
+          }
+          this.atDeadline.push(() => session.abort());
+          resolve(session);
+        },
+        (err: unknown) => {
+          forget();
+          reject(err instanceof Error ? err : new Error(String(err)));
+        },
+      );
+    });
   }
 
   /** Stops renewing and waits for a renewal in flight, so it cannot extend the lease after it is released. */
   async stopRenewing(): Promise<void> {
     clearInterval(this.renewTimer);
+    clearTimeout(this.deadlineTimer);
     await this.renewing;
   }
 
@@ -213,7 +275,7 @@ class SourceRun {
     const connect = { timeoutMs: this.options.timeoutMs ?? 30_000 };
     if (this.source.inboxQuota) this.inbox = await this.deps.index.inboxUsage(this.source.id);
     if (this.source.protocol === 'imap') {
-      const session = await this.deps.connector.openImap(this.source, password, connect);
+      const session = await this.openWithin(this.deps.connector.openImap(this.source, password, connect));
       try {
         checkImapCapabilities(this.source, session.capabilities);
         for (const folder of this.source.folders) {
@@ -224,7 +286,7 @@ class SourceRun {
         await session.close().catch(() => undefined);
       }
     } else {
-      const session = await this.deps.connector.openPop3(this.source, password, connect);
+      const session = await this.openWithin(this.deps.connector.openPop3(this.source, password, connect));
       let quit = false;
       try {
         // After a stop for time, RETRs may still be in flight: drop the connection rather than drain them past
@@ -250,6 +312,15 @@ class SourceRun {
       report: this.report,
       lease: () => this.lease,
       checkLease: () => this.checkLease(),
+      renewLease: async () => {
+        this.checkLease();
+        this.lease = await this.deps.index.renewLease(
+          this.lease,
+          this.options.leaseTtlMs ?? 60_000,
+          this.deps.clock.now(),
+        );
+      },
+      budgetLeft: () => this.budgetLeft() && !this.pastDeadline,
       step: (step) => this.options.onStep?.(step),
     };
   }
@@ -262,7 +333,15 @@ class SourceRun {
     await attachStored(this.deps.index, this.source.id, messages);
     const ctx = this.policyContext();
     const run = new PolicyRun(ctx);
-    await run.resolvePending(pending, messages);
+    await run.resolvePending(pending, messages, {
+      readPrefixes: this.source.folders.map(imapFolderKeyPrefix),
+      undo: async (still) => {
+        for (const folder of new Set(still.map((m) => m.folder!))) {
+          const uids = still.filter((m) => m.folder === folder).map((m) => m.uid!);
+          await session.clearDeleted(folder, folders.get(folder)!.uidValidity, uids);
+        }
+      },
+    });
     await applyImapPolicies(run, ctx, session, messages, folders);
   }
 

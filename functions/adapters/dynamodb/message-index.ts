@@ -342,12 +342,13 @@ export class DynamoMessageIndex implements MessageIndex {
 
   async beginActions(lease: Lease, records: AuditRecord[]): Promise<void> {
     const pk = keys.sourcePk(lease.sourceId);
-    // Two items a record, plus the lease check.
-    for (const batch of chunks(records, Math.floor((TRANSACT_MAX - 1) / 2))) {
+    // Up to three items a record (intent, pending marker, the check of its stored item), plus the lease check.
+    for (const batch of chunks(records, Math.floor((TRANSACT_MAX - 1) / 3))) {
+      const checked = new Set<string>();
       await this.write(lease, [
         ...batch.flatMap((record): TransactItems => {
           const intent: AuditRecord = { ...record, state: 'intent' };
-          return [
+          const items: TransactItems = [
             {
               Put: {
                 TableName: this.tableName,
@@ -365,6 +366,21 @@ export class DynamoMessageIndex implements MessageIndex {
               },
             },
           ];
+          // Section 4 rule 1, at the last moment: an upstream delete is begun only while the message item
+          // exists, is a stored message (not evicted) and records the sha256 the object was just checked against.
+          if (record.action === 'delete-upstream' && !checked.has(record.target)) {
+            checked.add(record.target);
+            items.push({
+              ConditionCheck: {
+                TableName: this.tableName,
+                Key: { PK: pk, SK: keys.messageSk(record.target) },
+                ConditionExpression: '#type = :message AND #object.#sha = :sha',
+                ExpressionAttributeNames: { '#type': 'type', '#object': 'object', '#sha': 'sha256' },
+                ExpressionAttributeValues: { ':message': 'message', ':sha': record.object.sha256 },
+              },
+            });
+          }
+          return items;
         }),
         this.leaseCheck(lease),
       ]);

@@ -355,19 +355,7 @@ class ImapFlowSession implements ImapSession {
     }
     const wanted = [...new Set(uids)].sort((a, b) => a - b);
     if (!wanted.length) return new Set();
-    let box: Awaited<ReturnType<ImapFlow['mailboxOpen']>>;
-    try {
-      box = await this.client.mailboxOpen(folder, { readOnly: false });
-    } catch (err) {
-      throw this.folderError(folder, err, `SELECT ${folder}`);
-    }
-    if (String(box.uidValidity) !== uidValidity) {
-      throw new UpstreamError(
-        'PROTOCOL_ERROR',
-        `the UIDVALIDITY of "${folder}" on ${this.source.host} changed (${uidValidity} -> ${String(box.uidValidity)}): its UIDs now name other messages, so nothing was deleted`,
-        true,
-      );
-    }
+    await this.selectForWrite(folder, uidValidity, 'deleted');
     for (const chunk of chunked(wanted, SET_CHUNK)) {
       if (!this.client.capabilities.has('UIDPLUS')) {
         throw new UpstreamError(
@@ -402,6 +390,44 @@ class ImapFlowSession implements ImapSession {
     }
     const still = await this.present(wanted);
     return new Set(wanted.filter((uid) => !still.has(uid)));
+  }
+
+  /** SELECT read-write, refusing when the UIDVALIDITY is not the one the UIDs were read under. */
+  private async selectForWrite(folder: string, uidValidity: string, what: string): Promise<void> {
+    let box: Awaited<ReturnType<ImapFlow['mailboxOpen']>>;
+    try {
+      box = await this.client.mailboxOpen(folder, { readOnly: false });
+    } catch (err) {
+      throw this.folderError(folder, err, `SELECT ${folder}`);
+    }
+    if (String(box.uidValidity) !== uidValidity) {
+      throw new UpstreamError(
+        'PROTOCOL_ERROR',
+        `the UIDVALIDITY of "${folder}" on ${this.source.host} changed (${uidValidity} -> ${String(box.uidValidity)}): its UIDs now name other messages, so nothing was ${what}`,
+        true,
+      );
+    }
+  }
+
+  async clearDeleted(folder: string, uidValidity: string, uids: number[]): Promise<void> {
+    const wanted = [...new Set(uids)].sort((a, b) => a - b);
+    if (!wanted.length) return;
+    await this.selectForWrite(folder, uidValidity, 'changed');
+    for (const chunk of chunked(wanted, SET_CHUNK)) {
+      let done: boolean;
+      try {
+        done = await this.client.messageFlagsRemove(compactUidSet(chunk), ['\\Deleted'], { uid: true });
+      } catch (err) {
+        throw imapError(this.source, err, 'UID STORE -FLAGS');
+      }
+      if (!done) {
+        throw new UpstreamError(
+          'PROTOCOL_ERROR',
+          `${this.source.host} refused UID STORE -FLAGS (\\Deleted) in "${folder}"; it will be retried`,
+          true,
+        );
+      }
+    }
   }
 
   async fetchBodies(
@@ -534,12 +560,17 @@ class ImapFlowSession implements ImapSession {
   async quota(): Promise<{ usedBytes: number; limitBytes: number } | undefined> {
     if (!this.capabilities.has('QUOTA')) return undefined;
     try {
-      const q = await this.client.getQuota(this.client.mailbox ? this.client.mailbox.path : 'INBOX');
+      // The account's quota root, whichever folder is open: before and after a delete compare the same root.
+      const q = await this.client.getQuota('INBOX');
       if (!q || !q.storage || q.storage.limit === undefined) return undefined;
       return { usedBytes: Number(q.storage.usage ?? 0), limitBytes: Number(q.storage.limit) };
     } catch (err) {
       throw imapError(this.source, err, 'GETQUOTAROOT');
     }
+  }
+
+  abort(): void {
+    this.client.close();
   }
 
   async close(): Promise<void> {

@@ -184,16 +184,14 @@ describe('DynamoMessageIndex audit records', () => {
     const m1 = await commit(lease, 1);
     const m2 = await commit(lease, 2);
     const m3 = await commit(lease, 3);
-    const gone = message(lease.sourceId, 9);
     const r1 = audit(m1, 'delete-upstream', T0, 1, { usageBefore: 900 });
     const r2 = audit(m2, 'delete-upstream', T0, 2);
     const r3 = audit(m3, 'evict', T0, 3);
-    const r4 = audit(gone, 'delete-upstream', T0, 4);
 
-    await index.beginActions(lease, [r1, r2, r3, r4]);
+    await index.beginActions(lease, [r1, r2, r3]);
 
-    expect(await index.pendingActions(lease.sourceId)).toStrictEqual([r1, r2, r3, r4]);
-    expect(await all(index.auditTrail(lease.sourceId))).toStrictEqual([r1, r2, r3, r4]);
+    expect(await index.pendingActions(lease.sourceId)).toStrictEqual([r1, r2, r3]);
+    expect(await all(index.auditTrail(lease.sourceId))).toStrictEqual([r1, r2, r3]);
 
     const t1 = T0 + 5000;
     await index.completeActions(
@@ -202,7 +200,6 @@ describe('DynamoMessageIndex audit records', () => {
         { record: r1, state: 'done', usageAfter: 800 },
         { record: r2, state: 'not-applied', note: 'already gone upstream' },
         { record: r3, state: 'done', usageAfter: 500 },
-        { record: r4, state: 'done' },
       ],
       t1,
     );
@@ -212,7 +209,6 @@ describe('DynamoMessageIndex audit records', () => {
       { ...r1, state: 'done', completedAt: iso(t1), usageAfter: 800 },
       { ...r2, state: 'not-applied', completedAt: iso(t1), note: 'already gone upstream' },
       { ...r3, state: 'done', completedAt: iso(t1), usageAfter: 500 },
-      { ...r4, state: 'done', completedAt: iso(t1) },
     ]);
     const deleted = new Map(
       (await all(index.sourceMessages(lease.sourceId))).map((m) => [m.identity, m.deletedUpstreamAt]),
@@ -224,8 +220,6 @@ describe('DynamoMessageIndex audit records', () => {
         [m3.identity, undefined],
       ]),
     );
-    // The missing target stays missing: no item was created for it.
-    expect((await index.lookup(lease.sourceId, [gone.identity])).size).toBe(0);
     expect((await index.lookup(lease.sourceId, [m1.identity])).get(m1.identity)?.deletedUpstreamAt).toBe(
       iso(t1),
     );
@@ -234,6 +228,27 @@ describe('DynamoMessageIndex audit records', () => {
     await index.completeActions(lease, [{ record: r1, state: 'done', usageAfter: 800 }], t1 + 1000);
     const again = (await all(index.sourceMessages(lease.sourceId))).find((m) => m.identity === m1.identity);
     expect(again?.deletedUpstreamAt).toBe(iso(t1));
+  });
+
+  it('refuses to begin an upstream delete whose item is missing, evicted or records another sha256, writing nothing', async () => {
+    const lease = await takeLease(newSource());
+    const m1 = await commit(lease, 1);
+    const m2 = await commit(lease, 2);
+    const ok = audit(m1, 'delete-upstream', T0, 1);
+    const missing = audit(message(lease.sourceId, 9), 'delete-upstream', T0, 2);
+    const otherSha = {
+      ...audit(m2, 'delete-upstream', T0, 3),
+      object: { ...ok.object, sha256: 'f'.repeat(64) },
+    };
+    expect(await index.evict(lease, audit(m2, 'evict', T0, 4), T0)).toBe('evicted');
+    const evicted = audit(m2, 'delete-upstream', T0, 5);
+    for (const bad of [missing, otherSha, evicted]) {
+      await expect(index.beginActions(lease, [ok, bad])).rejects.toThrow(StorageError);
+    }
+    expect(await index.pendingActions(lease.sourceId)).toStrictEqual([]);
+    expect(await all(index.auditTrail(lease.sourceId))).toStrictEqual([]);
+    await index.beginActions(lease, [ok]);
+    expect(await index.pendingActions(lease.sourceId)).toStrictEqual([ok]);
   });
 
   it('refuses to complete a record that was never begun, and writes none of its batch', async () => {

@@ -173,6 +173,20 @@ describe('upstream quota guard', () => {
     expect(messages).toHaveLength(19);
   });
 
+  it('under the maximum nothing is deleted, and the usage is still reported', async () => {
+    const user = lab.createUser('uqu', { quotaBytes: 1024 * 1024 });
+    fill(user, 5, 'u', 5000);
+    await lab.recalcQuota(user);
+    const source = t.source(user, 'imap', 'implicit', {
+      upstreamQuota: { maxUsagePercent: 90, targetPercent: 75 },
+    });
+    const report = await t.sync(source);
+    expect(report.deletedUpstream).toBe(0);
+    expect(report.upstreamUsage).toMatchObject({ limitBytes: 1024 * 1024 });
+    expect(report.upstreamUsage!.usedBytes).toBeGreaterThan(20_000);
+    expect(report.upstreamUsage!.afterBytes).toBe(report.upstreamUsage!.usedBytes);
+  });
+
   it('POP3: STAT octets against capacityBytes, the oldest go first', async () => {
     const user = lab.createUser('uqp');
     fill(user, 10, 'p', 5000);
@@ -250,9 +264,12 @@ describe('upstream quota guard', () => {
     );
     const report = await t.sync({ ...source, retention: { mode: 'delete-on-retrieve' } });
     expect(report.deletedUpstream).toBe(2);
-    expect(report.notes.join('\n')).toMatch(/does not match its size and sha256; kept upstream/);
+    expect(report.notes.join('\n')).toMatch(/does not match its size and sha256, so it is kept upstream/);
     const left = await serverState(lab, user);
-    expect(left.messages).toHaveLength(1);
+    // The one kept is the corrupted one, and no audit record names it.
+    expect(left.messages.map((m) => m.sha256)).toEqual([victim!.object.sha256]);
+    expect((await audit(source.id)).map((r) => r.target)).not.toContain(victim!.identity);
+    expect(await audit(source.id)).toHaveLength(2);
   });
 });
 
