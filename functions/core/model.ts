@@ -149,6 +149,11 @@ export interface FolderState {
   committedThroughUid: number;
   uidNext: number;
   highestModseq?: string;
+  /**
+   * Bumped when the folder was re-created under the same UIDVALIDITY (UIDNEXT went back): its UIDs were reused,
+   * so identities of this generation carry it and cannot collide with the old ones.
+   */
+  generation?: number;
 }
 
 /** What the server says about a folder on SELECT/EXAMINE (or STATUS). UIDVALIDITY is a string, never a number. */

@@ -13,7 +13,14 @@ import {
   type InboxUsage,
   type UpstreamMessage,
 } from './policies';
-import { attachStored, checkImapCapabilities, requireUsage, scanImap, scanPop3 } from './policy-run';
+import {
+  attachStored,
+  checkImapCapabilities,
+  currentValidity,
+  requireUsage,
+  scanImap,
+  scanPop3,
+} from './policy-run';
 import { identifyPop3, type SyncDeps } from './sync';
 import { identityKey } from './model';
 
@@ -52,7 +59,7 @@ export async function planSource(
     const session = await deps.connector.openImap(source, password, connect);
     try {
       checkImapCapabilities(source, session.capabilities);
-      const scan = await scanImap(session, source);
+      const scan = await scanImap(session, source, currentValidity(deps.index, source.id));
       messages = scan.messages;
       await attachStored(deps.index, source.id, messages);
       toFetch = [];

@@ -4,7 +4,7 @@ export type ImapFolderPlan =
   | { kind: 'unchanged'; why: string }
   | { kind: 'initial'; fromUid: 1; why: string }
   | { kind: 'incremental'; fromUid: number; why: string }
-  | { kind: 'rematch'; previousUidValidity: string; why: string };
+  | { kind: 'rematch'; previousUidValidity: string; generation: number; why: string };
 
 /**
  * What to do with one IMAP folder, from the stored state and one SELECT/EXAMINE answer.
@@ -16,7 +16,18 @@ export function planImapFolder(state: FolderState | undefined, status: FolderSta
     return {
       kind: 'rematch',
       previousUidValidity: state.uidValidity,
+      generation: 0,
       why: `UIDVALIDITY changed (${state.uidValidity} -> ${status.uidValidity}): the UIDs are void, match by content`,
+    };
+  }
+  if (status.uidNext < state.uidNext) {
+    // RFC 9051 forbids it, but a mailbox deleted and re-created with the same UIDVALIDITY does this: the old UIDs
+    // name other messages now. A new generation keeps the new identities apart; content matching does the rest.
+    return {
+      kind: 'rematch',
+      previousUidValidity: state.uidValidity,
+      generation: (state.generation ?? 0) + 1,
+      why: `UIDNEXT went back (${state.uidNext} -> ${status.uidNext}) under the same UIDVALIDITY ${status.uidValidity}: the folder was re-created and its UIDs reused, match by content`,
     };
   }
   const pendingBelowSavedUidNext = state.committedThroughUid < state.uidNext - 1;
@@ -28,6 +39,16 @@ export function planImapFolder(state: FolderState | undefined, status: FolderSta
     fromUid: state.committedThroughUid + 1,
     why: `fetch UIDs from ${state.committedThroughUid + 1} (UIDNEXT ${state.uidNext} -> ${status.uidNext})`,
   };
+}
+
+/** The folder generation a run works in: a rematch's new one, else the stored one. */
+export function folderGeneration(state: FolderState | undefined, plan: ImapFolderPlan): number {
+  return plan.kind === 'rematch' ? plan.generation : (state?.generation ?? 0);
+}
+
+/** The UIDVALIDITY that goes into identities: the server's, plus the generation when there is one. */
+export function effectiveValidity(uidValidity: string, generation: number): string {
+  return generation ? `${uidValidity}.r${generation}` : uidValidity;
 }
 
 /**

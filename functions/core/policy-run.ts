@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { UpstreamError } from './errors';
 import { deletesUpstream, identityKey } from './model';
 import type { AuditRecord, FolderStatus, Source, SourceRunReport } from './model';
+import { effectiveValidity, folderGeneration, planImapFolder } from './planners';
 import {
   planPolicies,
   type PlannedDelete,
@@ -79,15 +80,17 @@ export function checkImapCapabilities(source: Source, capabilities: ReadonlySet<
 export async function scanImap(
   session: ImapSession,
   source: Source,
+  validityOf: (folder: string, status: FolderStatus) => Promise<string>,
 ): Promise<{ messages: UpstreamMessage[]; folders: Map<string, FolderStatus> }> {
   const rows: Array<Omit<UpstreamMessage, 'order'> & { date: number; f: number }> = [];
   const folders = new Map<string, FolderStatus>();
   for (const [f, folder] of source.folders.entries()) {
     const status = await session.openFolder(folder);
     folders.set(folder, status);
+    const uidValidity = await validityOf(folder, status);
     for (const m of await session.listUids(1, { internalDate: true })) {
       rows.push({
-        identity: identityKey({ kind: 'imap', folder, uidValidity: status.uidValidity, uid: m.uid }),
+        identity: identityKey({ kind: 'imap', folder, uidValidity, uid: m.uid }),
         folder,
         uid: m.uid,
         size: m.size,
@@ -101,6 +104,17 @@ export async function scanImap(
   return {
     messages: rows.map(({ date: _date, f: _f, ...m }, order) => ({ ...m, order })),
     folders,
+  };
+}
+
+/** The UIDVALIDITY (with its generation) the sync uses for a folder in this state: what its identities carry. */
+export function currentValidity(
+  index: MessageIndex,
+  sourceId: string,
+): (folder: string, status: FolderStatus) => Promise<string> {
+  return async (folder, status) => {
+    const state = await index.getFolderState(sourceId, folder);
+    return effectiveValidity(status.uidValidity, folderGeneration(state, planImapFolder(state, status)));
   };
 }
 

@@ -4,7 +4,14 @@ import { BodyTap, sha256Hex } from './body-tap';
 import { describeError, LeaseLostError, UpstreamError } from './errors';
 import { identityKey, imapFolderKeyPrefix, imapFolderPrefix } from './model';
 import type { FolderState, MessageRecord, Source, SourceRunReport, UpstreamId } from './model';
-import { planImapFolder, planPop3Sync, UidCheckpoint, type Pop3Candidate } from './planners';
+import {
+  effectiveValidity,
+  folderGeneration,
+  planImapFolder,
+  planPop3Sync,
+  UidCheckpoint,
+  type Pop3Candidate,
+} from './planners';
 import { describeInboxQuota, inboxFits, type InboxUsage } from './policies';
 import {
   applyImapPolicies,
@@ -13,6 +20,7 @@ import {
   checkImapCapabilities,
   hasPolicyWork,
   PolicyRun,
+  currentValidity,
   scanImap,
   scanPop3,
   type PolicyContext,
@@ -329,7 +337,11 @@ class SourceRun {
   private async imapPolicies(session: ImapSession): Promise<void> {
     const pending = await this.deps.index.pendingActions(this.source.id);
     if (!hasPolicyWork(this.source, pending)) return;
-    const { messages, folders } = await scanImap(session, this.source);
+    const { messages, folders } = await scanImap(
+      session,
+      this.source,
+      currentValidity(this.deps.index, this.source.id),
+    );
     await attachStored(this.deps.index, this.source.id, messages);
     const ctx = this.policyContext();
     const run = new PolicyRun(ctx);
@@ -455,13 +467,10 @@ class SourceRun {
     if (plan.kind === 'rematch') this.report.notes.push(`${folder}: ${plan.why}`);
 
     const fromUid = plan.kind === 'rematch' ? 1 : plan.fromUid;
-    const prefix = imapFolderPrefix(folder, status.uidValidity);
-    const idOf = (uid: number): UpstreamId => ({
-      kind: 'imap',
-      folder,
-      uidValidity: status.uidValidity,
-      uid,
-    });
+    const generation = folderGeneration(state, plan);
+    const validity = effectiveValidity(status.uidValidity, generation);
+    const prefix = imapFolderPrefix(folder, validity);
+    const idOf = (uid: number): UpstreamId => ({ kind: 'imap', folder, uidValidity: validity, uid });
     const listed = await session.listUids(fromUid);
     const committed = await this.deps.index.committedIdentities(
       this.source.id,
@@ -495,6 +504,7 @@ class SourceRun {
         committedThroughUid: checkpoint.value,
         uidNext,
         highestModseq: status.highestModseq,
+        ...(generation ? { generation } : {}),
       };
       await this.deps.index.saveFolderState(this.lease, next);
     };
@@ -587,6 +597,9 @@ class SourceRun {
     const committed = await this.deps.index.committedIdentities(this.source.id, 'pop3');
     const plan = planPop3Sync(committed, candidates);
     const fetch = this.limitToInbox(plan.fetch);
+    const listed = new Set(candidates.map((c) => c.identity));
+    // Stored identities the server no longer lists: after a UIDL reset, new UIDLs may name those very messages.
+    const vanished = [...committed].some((id) => !listed.has(id));
     const sizes = new Map(candidates.map((c) => [c.number, c.size]));
     this.progress(fetch.length);
     try {
@@ -595,8 +608,12 @@ class SourceRun {
         async (number, body) => {
           if (!this.budgetLeft()) throw new BudgetSpent();
           const upstream = this.pop3Upstream.get(number)!;
-          const { record } = await this.store(upstream, body, sizes.get(number) ?? 0);
-          await this.commit(record);
+          const { record, contentSha256 } = await this.store(upstream, body, sizes.get(number) ?? 0);
+          if (vanished && (await this.matchReset(upstream, record, contentSha256, listed))) {
+            this.report.skipped++;
+          } else {
+            await this.commit(record);
+          }
           this.progress(fetch.length);
         },
       );
@@ -606,6 +623,39 @@ class SourceRun {
       this.report.notes.push('time budget spent; the next run continues');
       return false;
     }
+    return true;
+  }
+
+  /**
+   * POP3 UIDL reset: a new UIDL whose bytes equal a stored message that the server no longer lists under its old
+   * identity (and that Tributary did not delete upstream) is that message: record an alias, store nothing twice.
+   * Two identical messages listed at once stay two: an entry whose identity is listed claims its copy.
+   */
+  private async matchReset(
+    upstream: UpstreamId,
+    record: MessageRecord,
+    contentSha256: string,
+    listed: ReadonlySet<string>,
+  ): Promise<boolean> {
+    const entries = (await this.deps.index.findByContent(this.source.id, contentSha256)).filter((e) =>
+      e.identity.startsWith('pop3'),
+    );
+    const claimed = new Set(entries.filter((e) => listed.has(e.identity)).map((e) => e.target));
+    const free = [...new Set(entries.filter((e) => !claimed.has(e.target)).map((e) => e.target))];
+    if (!free.length) return false;
+    const copies = await this.deps.index.lookup(this.source.id, free);
+    const target = free.find((id) => {
+      const copy = copies.get(id);
+      return copy?.state === 'stored' && !copy.deletedUpstreamAt;
+    });
+    if (!target) return false;
+    this.checkLease();
+    await this.deps.index.commitAlias(this.lease, upstream, target, contentSha256);
+    this.report.notes.push(
+      `${identityKey(upstream)}: a stored message under a new UIDL (the server reset them)`,
+    );
+    // Only after the fenced commit: a crash before this leaves an orphan object, never a missing one.
+    await this.deps.store.delete(record.object.key);
     return true;
   }
 

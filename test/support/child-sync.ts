@@ -16,6 +16,8 @@ export function spawnChildSync(
     onLine?: (line: string, child: ChildProcess) => void;
     /** `step[:n]`: the child kills itself the n-th time its run reaches that step (see SyncStep). */
     killAt?: string;
+    /** The child's clock runs this far ahead (for delete-after-days). */
+    clockOffsetMs?: number;
   },
 ): {
   child: ChildProcess;
@@ -29,6 +31,7 @@ export function spawnChildSync(
       TRIBUTARY_CHILD_PASSWORD: password,
       TRIBUTARY_CHILD_LEASE_MS: String(options.leaseMs),
       TRIBUTARY_CHILD_KILL_AT: options.killAt ?? '',
+      TRIBUTARY_CHILD_CLOCK_OFFSET_MS: String(options.clockOffsetMs ?? 0),
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -58,8 +58,13 @@ export class MailLab {
 
   private chownTree(p: string): void {
     if (process.getuid?.() !== 0) return;
-    fs.chownSync(p, this.info.uid, this.info.gid);
-    if (fs.statSync(p).isDirectory()) for (const e of fs.readdirSync(p)) this.chownTree(path.join(p, e));
+    try {
+      fs.chownSync(p, this.info.uid, this.info.gid);
+      if (fs.statSync(p).isDirectory()) for (const e of fs.readdirSync(p)) this.chownTree(path.join(p, e));
+    } catch (err) {
+      // Dovecot may be renaming its own temporary files (dovecot-uidlist.tmp) in the same tree right now.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
   }
 
   /**

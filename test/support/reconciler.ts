@@ -31,6 +31,8 @@ function count(list: string[]): Map<string, number> {
  */
 export class Reconciler {
   private readonly expected: string[] = [];
+  /** Removed upstream by someone else: a stored copy of one is legitimate (fetched before), not a duplicate. */
+  private readonly removedByUser: string[] = [];
 
   constructor(
     private readonly lab: MailLab,
@@ -54,6 +56,7 @@ export class Reconciler {
   deletedByUser(sha: string): void {
     const i = this.expected.indexOf(sha);
     if (i >= 0) this.expected.splice(i, 1);
+    this.removedByUser.push(sha);
   }
 
   async finish(t: TestTributary, sourceId: string): Promise<Reconciliation> {
@@ -76,6 +79,7 @@ export class Reconciler {
     const upstream = count(upstreamList);
     const stored = count(storedList);
     const done = count(audited);
+    const removed = count(this.removedByUser);
     const result: Reconciliation = {
       lost: 0,
       duplicated: 0,
@@ -94,7 +98,9 @@ export class Reconciler {
       result.wronglyDeleted += Math.max(0, gone - Math.min(st, done.get(sha) ?? 0));
       result.unfetched += Math.max(0, e - st - gone);
     }
-    for (const [sha, st] of stored) result.duplicated += Math.max(0, st - (expected.get(sha) ?? 0));
+    for (const [sha, st] of stored) {
+      result.duplicated += Math.max(0, st - (expected.get(sha) ?? 0) - (removed.get(sha) ?? 0));
+    }
     return result;
   }
 }

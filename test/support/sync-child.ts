@@ -12,6 +12,9 @@ async function run(): Promise<void> {
   const source = JSON.parse(fs.readFileSync(process.argv[2]!, 'utf8')) as Source;
   const t = new TestTributary(MailLab.fromEnv());
   t.passwords.set(source.id, process.env.TRIBUTARY_CHILD_PASSWORD!);
+  // TRIBUTARY_CHILD_CLOCK_OFFSET_MS: the run believes it is this much later (delete-after-days under kills).
+  const offset = Number(process.env.TRIBUTARY_CHILD_CLOCK_OFFSET_MS ?? 0);
+  t.deps.clock = { now: () => Date.now() + offset };
   let last = 0;
   // Memory while syncing, apart from what loading the code cost: sampled every 10 ms from here on.
   const rssBefore = process.memoryUsage().rss;
@@ -21,6 +24,7 @@ async function run(): Promise<void> {
   const [killStep, killNth] = (process.env.TRIBUTARY_CHILD_KILL_AT ?? '').split(':');
   let reached = 0;
   const report = await t.sync(source, {
+    deadline: Date.now() + offset + 120_000,
     leaseTtlMs: Number(process.env.TRIBUTARY_CHILD_LEASE_MS ?? 2000),
     onStep: (step) => {
       if (step === killStep && ++reached >= Number(killNth ?? 1)) process.kill(process.pid, 'SIGKILL');

@@ -152,6 +152,7 @@ export class DynamoMessageIndex implements MessageIndex {
       committedThroughUid: Number(Item.committedThroughUid),
       uidNext: Number(Item.uidNext),
       highestModseq: Item.highestModseq as string | undefined,
+      ...(Item.generation ? { generation: Number(Item.generation) } : {}),
     };
   }
 

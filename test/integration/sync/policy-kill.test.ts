@@ -99,7 +99,7 @@ describe('policies under SIGKILL', () => {
     }
     const duplicated = [...storedCount.values()].reduce((n, c) => n + c - 1, 0);
     console.log(
-      `[policy-kill] ${name} (killed at ${killAt}): lost ${lost}, duplicated ${duplicated}, wrongly deleted ${wronglyDeleted}, evicted ${evicted.size}`,
+      `[reliability] policy-kill ${name} (killed at ${killAt}): lost ${lost}, duplicated ${duplicated}, wrongly deleted ${wronglyDeleted}, evicted ${evicted.size}`,
     );
     expect({ lost, duplicated, wronglyDeleted }).toEqual({ lost: 0, duplicated: 0, wronglyDeleted: 0 });
     expect(await t.index.pendingActions(source.id)).toEqual([]);

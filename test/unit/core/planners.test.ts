@@ -1,4 +1,10 @@
-import { planImapFolder, planPop3Sync, UidCheckpoint } from '../../../functions/core/planners';
+import {
+  effectiveValidity,
+  folderGeneration,
+  planImapFolder,
+  planPop3Sync,
+  UidCheckpoint,
+} from '../../../functions/core/planners';
 import type { FolderState, FolderStatus } from '../../../functions/core/model';
 
 const state = (s: Partial<FolderState> = {}): FolderState => ({
@@ -35,6 +41,22 @@ describe('planImapFolder', () => {
     expect(plan.kind).toBe(kind);
     if (fromUid !== undefined) expect(plan).toMatchObject({ fromUid });
     expect(plan.why.length).toBeGreaterThan(10);
+  });
+});
+
+describe('a folder re-created under the same UIDVALIDITY', () => {
+  it('UIDNEXT going back starts a new generation, matched by content; the next one goes on from there', () => {
+    const plan = planImapFolder(state({ uidNext: 50, committedThroughUid: 49 }), status({ uidNext: 4 }));
+    expect(plan).toMatchObject({ kind: 'rematch', generation: 1 });
+    expect(folderGeneration(state(), plan)).toBe(1);
+    expect(effectiveValidity('1795676863', 1)).toBe('1795676863.r1');
+    const again = planImapFolder(state({ uidNext: 50, generation: 1 }), status({ uidNext: 4 }));
+    expect(again).toMatchObject({ kind: 'rematch', generation: 2 });
+    const settled = state({ uidNext: 4, committedThroughUid: 3, generation: 1 });
+    const next = planImapFolder(settled, status({ uidNext: 4 }));
+    expect(next.kind).toBe('unchanged');
+    expect(folderGeneration(settled, next)).toBe(1);
+    expect(effectiveValidity('1795676863', 0)).toBe('1795676863');
   });
 });
 
