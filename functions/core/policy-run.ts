@@ -260,6 +260,15 @@ export class PolicyRun {
     const ok: PlannedDelete[] = [];
     for (const d of deletes) {
       const stored = d.message.stored;
+      // What was stored must be what the server says it holds: a copy of another size may be a truncated one.
+      // One tolerance: a POP3 server adds the final CRLF a message lacks (RFC 1939), so +2 is the same message.
+      const announced = d.message.size;
+      if (stored.size !== announced && !(d.message.number !== undefined && stored.size === announced + 2)) {
+        this.ctx.report.notes.push(
+          `${d.message.identity}: the stored copy has ${stored.size} bytes, the server says ${announced}; kept upstream (delete it there yourself once you have checked the copy)`,
+        );
+        continue;
+      }
       // A store that cannot be reached throws here and fails the run: nothing is deleted on a guess.
       const head = await this.ctx.store.head(stored.key);
       const actual =

@@ -10,6 +10,20 @@ const BULK_LIMIT_BYTES = 1024 * 1024;
 /** One pipelined FETCH asks for at most this many bytes of small messages. */
 const BATCH_BYTES = 16 * 1024 * 1024;
 const STREAM_CHUNK_BYTES = 1024 * 1024;
+/**
+ * The parser's caps (imapflow's defaults are 1 GB each, so a hostile server could make it buffer that much). No
+ * answer to what we send holds a literal above BULK_LIMIT_BYTES x 2 + 1 MB (a small message whose size was
+ * understated within the tolerance of `sizesAgree`) or a line above 1 MB (SEARCH asks for SET_CHUNK UIDs at most).
+ */
+const MAX_LITERAL_BYTES = 2 * BULK_LIMIT_BYTES + 1024 * 1024;
+const MAX_LINE_BYTES = 1024 * 1024;
+/** Bytes an answer without message bodies may take (LIST, EXAMINE, SEARCH, STORE, quota, LOGOUT). */
+const SMALL_ANSWER_BYTES = 1024 * 1024;
+/** Bytes per message a UID FETCH listing (UID, RFC822.SIZE, INTERNALDATE) or an EXPUNGE answer may take. */
+const LISTING_BYTES_PER_MESSAGE = 256;
+/** How far an announced size and the bytes served may differ: Exchange estimates RFC822.SIZE unless
+ *  EnableExactRFC822Size is set, and servers count line ends differently, so only a gross mismatch is refused. */
+const SIZE_SLACK_BYTES = 1024 * 1024;
 /** UIDs per UID SEARCH / STORE / EXPUNGE command: keeps command lines short even for scattered UIDs. */
 const SET_CHUNK = 1000;
 
@@ -98,6 +112,13 @@ export function imapError(source: Source, err: unknown, stage: string, password?
     case 'NONEXISTENT':
       return make('FOLDER_NOT_FOUND', `${stage}: the folder does not exist on ${source.host}`, false);
   }
+  if (e.code === 'LiteralTooLarge' || e.code === 'LineTooLarge' || e.code === 'ResponseTooLarge') {
+    return make(
+      'PROTOCOL_ERROR',
+      `${where} sent an answer bigger than any it should during ${stage} (${e.message}); nothing of it was kept`,
+      true,
+    );
+  }
   if (
     typeof e.code === 'string' &&
     (e.code.startsWith('ParserError') || e.code === 'InvalidResponse' || e.code === 'ClosedAfterConnectText')
@@ -158,7 +179,8 @@ async function probeGreeting(
     socket.on('error', () => done(undefined));
     socket.on('data', (chunk: Buffer) => {
       text += chunk.toString('latin1');
-      if (!text.includes('\n')) return;
+      // A greeting is one short line: kilobytes without a line end are not one (and are not worth waiting for).
+      if (!text.includes('\n') && text.length <= 4096) return;
       if (/^\+OK/i.test(text)) done('a POP3 server');
       else if (/^220[ -]/.test(text)) done('an SMTP server');
       else if (/^\* (OK|PREAUTH|BYE)/i.test(text)) done(undefined);
@@ -203,14 +225,20 @@ export async function openImapSession(
     connectionTimeout: options.timeoutMs,
     // A real server greets at once; waiting long only delays telling the user the port is wrong.
     greetingTimeout: Math.min(options.timeoutMs, 10_000),
-    socketTimeout: Math.max(options.timeoutMs, 10_000),
+    // timeoutMs is the per-read timeout (ports.ts). It used to be raised to at least 10 s, so with the short
+    // timeouts of a tight budget a server that stalled after its greeting held the run past its deadline.
+    socketTimeout: options.timeoutMs,
+    maxLiteralSize: MAX_LITERAL_BYTES,
+    maxLineLength: MAX_LINE_BYTES,
+    maxResponseSize: MAX_LITERAL_BYTES + MAX_LINE_BYTES,
     disableAutoIdle: true,
     disableAutoEnable: true,
   });
-  // A connection error after connect() would otherwise be an unhandled 'error' event.
-  client.on('error', () => undefined);
+  const watch = new ConnectionWatch(client, source);
   try {
-    await client.connect();
+    // The login exchange (greeting, CAPABILITY, LOGIN, NAMESPACE or LIST "" "") is small; a server that answers
+    // it endlessly (imapflow reads on, no timeout fires) is dropped.
+    await watch.guarded('connect and login', SMALL_ANSWER_BYTES, () => client.connect());
   } catch (err) {
     client.close();
     const code = (err as { code?: string }).code;
@@ -231,22 +259,122 @@ export async function openImapSession(
     }
     throw imapError(source, err, 'connect and login', password);
   }
-  return new ImapFlowSession(client, source);
+  return new ImapFlowSession(client, source, options.timeoutMs, watch);
+}
+
+/**
+ * Watches one imapflow connection: counts the bytes its parser receives, to drop the connection when an answer runs
+ * past its budget, and keeps the first error the connection reported, so an operation it failed reports the cause
+ * (a read timeout, a literal over the cap) rather than the "connection not available" imapflow then rejects with.
+ */
+class ConnectionWatch {
+  private received = 0;
+  /** The answer in progress, and the count of received bytes it may not pass. */
+  private budget: { stage: string; bytes: number; end: number } | undefined;
+  /** Set when an answer passed its budget: the connection was dropped for it. */
+  overrun: UpstreamError | undefined;
+  private connectionError: unknown;
+
+  constructor(
+    private readonly client: ImapFlow,
+    private readonly source: Source,
+  ) {
+    // Also keeps a connection error from being an unhandled 'error' event.
+    client.on('error', (err: unknown) => (this.connectionError ??= err));
+    // Whatever feeds imapflow's parser (the socket, the TLS socket after STARTTLS, the inflater with COMPRESS)
+    // is piped into its `streamer`; a 'data' listener beside the pipe only observes, its backpressure still holds.
+    const streamer = (client as unknown as { streamer?: NodeJS.EventEmitter }).streamer;
+    const count = (chunk: Buffer) => this.count(chunk.length);
+    streamer?.on('pipe', (src: NodeJS.EventEmitter) => src.on('data', count));
+    streamer?.on('unpipe', (src: NodeJS.EventEmitter) => src.off('data', count));
+  }
+
+  private count(bytes: number): void {
+    this.received += bytes;
+    const budget = this.budget;
+    if (budget && this.received > budget.end && !this.overrun) {
+      this.overrun = new UpstreamError(
+        'PROTOCOL_ERROR',
+        `${this.source.host}:${this.source.port} sent more than ${budget.bytes} bytes in answer to ${budget.stage}, far more than it should: the connection was dropped`,
+        true,
+      );
+      this.client.close();
+    }
+  }
+
+  /**
+   * Runs one operation with a budget of received bytes. imapflow caps each response, but not how many responses
+   * one command gets: an endless stream of untagged answers (LIST, FETCH) kept it reading, and collecting, with no
+   * timeout ever firing, past the run's deadline. Past the budget the connection is dropped and the operation
+   * fails with PROTOCOL_ERROR. Budgets nest: an inner one never extends an outer one.
+   */
+  async guarded<T>(stage: string, bytes: number, fn: () => Promise<T>): Promise<T> {
+    const outer = this.budget;
+    const end = Math.min(this.received + bytes, outer?.end ?? Infinity);
+    this.budget = end === outer?.end ? outer : { stage, bytes, end };
+    try {
+      return await fn();
+    } catch (err) {
+      throw this.explain(err, stage);
+    } finally {
+      this.budget = outer;
+    }
+  }
+
+  /** The real cause of a failure that imapflow reports as a lost connection. */
+  private explain(err: unknown, stage: string): unknown {
+    if (this.overrun) return this.overrun;
+    const lost =
+      (err instanceof UpstreamError && err.code === 'CONNECTION_LOST') ||
+      (err as { code?: string } | undefined)?.code === 'NoConnection';
+    if (!lost || this.connectionError === undefined) return err;
+    const cause = imapError(this.source, this.connectionError, stage);
+    return cause.code === 'TIMEOUT' || cause.code === 'PROTOCOL_ERROR' ? cause : err;
+  }
+}
+
+/**
+ * Whether a body of `actual` bytes may be the message announced at `announced` bytes. Sizes are not exact
+ * everywhere (SIZE_SLACK_BYTES), but a body more than twice the other plus a megabyte is not the message announced:
+ * an endless or runaway answer, or a truncated one that must not be stored as if it were the message (a deleting
+ * policy would then remove the real one upstream).
+ */
+function sizesAgree(announced: number, actual: number): boolean {
+  return Math.max(announced, actual) <= 2 * Math.min(announced, actual) + SIZE_SLACK_BYTES;
 }
 
 class ImapFlowSession implements ImapSession {
   readonly capabilities: ReadonlySet<string>;
   readonly tls?: TlsInfo;
 
+  /** An operation failed: commands may still be in flight (an endless answer), so LOGOUT would wait behind them. */
+  private failed = false;
+
   constructor(
     private readonly client: ImapFlow,
     private readonly source: Source,
+    private readonly timeoutMs: number,
+    private readonly watch: ConnectionWatch,
   ) {
     this.capabilities = new Set([...client.capabilities.keys()].map((c) => c.toUpperCase()));
     this.tls = tlsInfoOf(client);
   }
 
-  async listFolders(): Promise<string[]> {
+  /** An operation under a budget of received bytes (ConnectionWatch.guarded); a failure marks the session. */
+  private async guarded<T>(stage: string, bytes: number, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await this.watch.guarded(stage, bytes, fn);
+    } catch (err) {
+      this.failed = true;
+      throw err;
+    }
+  }
+
+  listFolders(): Promise<string[]> {
+    return this.guarded('LIST', 16 * SMALL_ANSWER_BYTES, () => this.listFoldersNow());
+  }
+
+  private async listFoldersNow(): Promise<string[]> {
     try {
       return (await this.client.list()).map((m) => m.path);
     } catch (err) {
@@ -254,7 +382,11 @@ class ImapFlowSession implements ImapSession {
     }
   }
 
-  async openFolder(folder: string): Promise<FolderStatus> {
+  openFolder(folder: string): Promise<FolderStatus> {
+    return this.guarded(`EXAMINE ${folder}`, SMALL_ANSWER_BYTES, () => this.openFolderNow(folder));
+  }
+
+  private async openFolderNow(folder: string): Promise<FolderStatus> {
     try {
       const box = await this.client.mailboxOpen(folder, { readOnly: true });
       return {
@@ -284,14 +416,25 @@ class ImapFlowSession implements ImapSession {
     return imapError(this.source, err, stage);
   }
 
-  async listUids(
+  listUids(
     fromUid: number,
     options: { internalDate?: boolean } = {},
   ): Promise<Array<{ uid: number; size: number; internalDate?: number }>> {
-    const out: Array<{ uid: number; size: number; internalDate?: number }> = [];
+    const exists = Number(this.client.mailbox ? this.client.mailbox.exists : 0) || 0;
+    return this.guarded('UID FETCH (list)', SMALL_ANSWER_BYTES + exists * LISTING_BYTES_PER_MESSAGE, () =>
+      this.listUidsNow(fromUid, options),
+    );
+  }
+
+  private async listUidsNow(
+    fromUid: number,
+    options: { internalDate?: boolean },
+  ): Promise<Array<{ uid: number; size: number; internalDate?: number }>> {
+    // By UID: a server that lists one twice must not make us fetch it twice.
+    const out = new Map<number, { uid: number; size: number; internalDate?: number }>();
     const withDate = options.internalDate === true;
     try {
-      if ((this.client.mailbox && Number(this.client.mailbox.exists)) === 0) return out;
+      if ((this.client.mailbox && Number(this.client.mailbox.exists)) === 0) return [];
       const query = withDate ? { uid: true, size: true, internalDate: true } : { uid: true, size: true };
       for await (const m of this.client.fetch(`${fromUid}:*`, query, { uid: true })) {
         // `n:*` also answers the highest UID when it is below n (RFC 3501): keep only what was asked.
@@ -305,15 +448,21 @@ class ImapFlowSession implements ImapSession {
           const ms = m.internalDate instanceof Date ? m.internalDate.getTime() : NaN;
           if (Number.isFinite(ms)) entry.internalDate = ms;
         }
-        out.push(entry);
+        out.set(entry.uid, entry);
       }
     } catch (err) {
       throw imapError(this.source, err, 'UID FETCH (list)');
     }
-    return out.sort((a, b) => a.uid - b.uid);
+    return [...out.values()].sort((a, b) => a.uid - b.uid);
   }
 
-  async present(uids: number[]): Promise<Set<number>> {
+  present(uids: number[]): Promise<Set<number>> {
+    return this.guarded('UID SEARCH', SMALL_ANSWER_BYTES + uids.length * LISTING_BYTES_PER_MESSAGE, () =>
+      this.presentNow(uids),
+    );
+  }
+
+  private async presentNow(uids: number[]): Promise<Set<number>> {
     const found = new Set<number>();
     for (const chunk of chunked([...new Set(uids)], SET_CHUNK)) {
       let result: Awaited<ReturnType<ImapFlow['search']>>;
@@ -344,7 +493,15 @@ class ImapFlowSession implements ImapSession {
     return found;
   }
 
-  async deleteUids(folder: string, uidValidity: string, uids: number[]): Promise<Set<number>> {
+  deleteUids(folder: string, uidValidity: string, uids: number[]): Promise<Set<number>> {
+    return this.guarded(
+      'SELECT / UID STORE / UID EXPUNGE',
+      SMALL_ANSWER_BYTES + uids.length * LISTING_BYTES_PER_MESSAGE,
+      () => this.deleteUidsNow(folder, uidValidity, uids),
+    );
+  }
+
+  private async deleteUidsNow(folder: string, uidValidity: string, uids: number[]): Promise<Set<number>> {
     // imapflow itself picks UID EXPUNGE or a plain EXPUNGE from this live map: check the same one.
     if (!this.capabilities.has('UIDPLUS') || !this.client.capabilities.has('UIDPLUS')) {
       throw new UpstreamError(
@@ -409,7 +566,15 @@ class ImapFlowSession implements ImapSession {
     }
   }
 
-  async clearDeleted(folder: string, uidValidity: string, uids: number[]): Promise<void> {
+  clearDeleted(folder: string, uidValidity: string, uids: number[]): Promise<void> {
+    return this.guarded(
+      'SELECT / UID STORE -FLAGS',
+      SMALL_ANSWER_BYTES + uids.length * LISTING_BYTES_PER_MESSAGE,
+      () => this.clearDeletedNow(folder, uidValidity, uids),
+    );
+  }
+
+  private async clearDeletedNow(folder: string, uidValidity: string, uids: number[]): Promise<void> {
     const wanted = [...new Set(uids)].sort((a, b) => a - b);
     if (!wanted.length) return;
     await this.selectForWrite(folder, uidValidity, 'changed');
@@ -439,15 +604,28 @@ class ImapFlowSession implements ImapSession {
     let batch: number[] = [];
     let batchBytes = 0;
     const flush = async () => {
-      if (batch.length) await this.fetchBatch(batch, onMessage);
+      const uids = batch;
+      const bytes = batchBytes;
       batch = [];
       batchBytes = 0;
+      if (!uids.length) return;
+      // Twice the announced bytes (sizesAgree), a megabyte of slack, and the FETCH framing of each message.
+      await this.guarded(
+        'UID FETCH BODY.PEEK[]',
+        2 * bytes + SMALL_ANSWER_BYTES + uids.length * LISTING_BYTES_PER_MESSAGE,
+        () => this.fetchBatch(uids, sizes, onMessage),
+      );
     };
     for (const uid of ordered) {
       const size = sizes.get(uid)!;
       if (size > BULK_LIMIT_BYTES) {
         await flush();
-        await this.stream(uid, size, onMessage);
+        // imapflow stops a download at twice the size plus a window (DownloadOverflow); this is the backstop.
+        await this.guarded(
+          `UID FETCH BODY.PEEK[] of UID ${uid}`,
+          2 * size + 2 * STREAM_CHUNK_BYTES + SMALL_ANSWER_BYTES,
+          () => this.stream(uid, size, onMessage),
+        );
         continue;
       }
       batch.push(uid);
@@ -460,10 +638,12 @@ class ImapFlowSession implements ImapSession {
   /** One pipelined UID FETCH BODY.PEEK[] for many small messages; imapflow waits for us between messages. */
   private async fetchBatch(
     uids: number[],
+    sizes: ReadonlyMap<number, number>,
     onMessage: (uid: number, size: number, body: Bytes) => Promise<void>,
   ): Promise<void> {
     let consumerError: Error | undefined;
     const delivered = new Set<number>();
+    const asked = new Set(uids);
     try {
       for await (const m of this.client.fetch(
         compactUidSet(uids),
@@ -472,6 +652,23 @@ class ImapFlowSession implements ImapSession {
       )) {
         if (!m.source) continue;
         const source = m.source;
+        // Each body once, and only those asked for: a server repeating answers would otherwise have the same
+        // message stored again and again until the deadline.
+        if (!asked.has(m.uid) || delivered.has(m.uid)) {
+          throw new UpstreamError(
+            'PROTOCOL_ERROR',
+            `${this.source.host} sent the body of UID ${m.uid} ${delivered.has(m.uid) ? 'twice' : 'unasked'} in one UID FETCH`,
+            true,
+          );
+        }
+        const announced = sizes.get(m.uid)!;
+        if (!sizesAgree(announced, source.length)) {
+          throw new UpstreamError(
+            'PROTOCOL_ERROR',
+            `${this.source.host} sent ${source.length} bytes for UID ${m.uid}, whose RFC822.SIZE is ${announced}: that is not the message it announced, so it was not stored`,
+            true,
+          );
+        }
         try {
           await onMessage(m.uid, source.length, oneChunk(source));
           delivered.add(m.uid);
@@ -557,7 +754,11 @@ class ImapFlowSession implements ImapSession {
     }
   }
 
-  async quota(): Promise<{ usedBytes: number; limitBytes: number } | undefined> {
+  quota(): Promise<{ usedBytes: number; limitBytes: number } | undefined> {
+    return this.guarded('GETQUOTAROOT', SMALL_ANSWER_BYTES, () => this.quotaNow());
+  }
+
+  private async quotaNow(): Promise<{ usedBytes: number; limitBytes: number } | undefined> {
     if (!this.capabilities.has('QUOTA')) return undefined;
     try {
       // The account's quota root, whichever folder is open: before and after a delete compare the same root.
@@ -573,11 +774,27 @@ class ImapFlowSession implements ImapSession {
     this.client.close();
   }
 
+  /**
+   * LOGOUT, then the connection is closed. imapflow queues LOGOUT behind any command still in flight, and after a
+   * failure one may never end (an endless answer, a stalled server): then the connection is just dropped, and a
+   * LOGOUT gets at most the read timeout. Before, a run failed by an endless answer hung here until the hard
+   * deadline dropped the connection.
+   */
   async close(): Promise<void> {
+    if (this.failed || this.watch.overrun || !this.client.usable) {
+      this.client.close();
+      return;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('no answer to LOGOUT')), this.timeoutMs);
+    });
     try {
-      await this.client.logout();
+      await this.guarded('LOGOUT', SMALL_ANSWER_BYTES, () => Promise.race([this.client.logout(), late]));
     } catch {
       this.client.close();
+    } finally {
+      clearTimeout(timer);
     }
   }
 }

@@ -12,6 +12,9 @@ export interface HeaderField {
   key: string;
   /** Unfolded value (the line breaks removed, the folding whitespace kept), trimmed; not RFC 2047 decoded. */
   value: string;
+  /** Where the field's raw bytes start and end (after its last line end), its folded lines included. */
+  start: number;
+  end: number;
 }
 
 export interface HeaderBlock {
@@ -73,11 +76,16 @@ export function readHeaderBlock(raw: Uint8Array, maxBytes: number): HeaderBlock 
   const limit = Math.min(raw.length, maxBytes);
   const fields: HeaderField[] = [];
   let invalidLines = 0;
-  let current: { key: string; parts: Uint8Array[] } | undefined;
+  let current: { key: string; parts: Uint8Array[]; start: number; end: number } | undefined;
   const flush = () => {
     if (!current) return;
     const joined = current.parts.length === 1 ? current.parts[0]! : Buffer.concat(current.parts);
-    fields.push({ key: current.key, value: decodeHeaderBytes(joined).trim() });
+    fields.push({
+      key: current.key,
+      value: decodeHeaderBytes(joined).trim(),
+      start: current.start,
+      end: current.end,
+    });
     current = undefined;
   };
 
@@ -98,13 +106,14 @@ export function readHeaderBlock(raw: Uint8Array, maxBytes: number): HeaderBlock 
       const first = line[0]!;
       if ((first === SP || first === HTAB) && current) {
         current.parts.push(line);
+        current.end = next;
       } else {
         flush();
         const nameEnd = fieldNameEnd(line);
         if (nameEnd > 0) {
           const key = Buffer.from(line.subarray(0, nameEnd)).toString('latin1').toLowerCase();
           const colon = line.indexOf(COLON, nameEnd);
-          current = { key, parts: [line.subarray(colon + 1)] };
+          current = { key, parts: [line.subarray(colon + 1)], start: pos, end: next };
         } else {
           invalidLines++;
         }

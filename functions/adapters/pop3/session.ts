@@ -6,15 +6,30 @@ import { UpstreamError } from '../../core/errors';
 import type { Source } from '../../core/model';
 import type { Bytes, ConnectOptions, Pop3Listing, Pop3Session, TlsInfo } from '../../core/ports';
 import { Pop3Refusal, pop3Error, serverText, where } from './errors';
-import { Pop3Reader, printable, startsWith, type ReaderLimits } from './reader';
+import { Pop3Reader, printable, startsWith, type BodyStream, type ReaderLimits } from './reader';
 
 /** RETR commands in flight when the server offers PIPELINING: enough to hide the round trips, few enough that a
  *  failed run leaves little to drain. Responses are read one by one, so this bounds commands, not memory. */
 const PIPELINE_WINDOW = 8;
 const MAX_CAPA_BYTES = 64 * 1024;
 const MAX_TOP_BYTES = 8 * 1024 * 1024;
-/** UIDL/LIST answers: ~40 bytes a message, so this is over a million messages. */
-const MAX_LISTING_BYTES = 64 * 1024 * 1024;
+/**
+ * UIDL/LIST answers: ~40 bytes a message, so this is some 400,000 messages. The answer is held several times over
+ * (our frame, node-pop3's stream, the text), so an endless one must stop early: at 64 MB it cost ~70 MB of memory.
+ */
+const MAX_LISTING_BYTES = 16 * 1024 * 1024;
+/** How far a LIST size and the bytes RETR serves may differ before the body is refused (see `sizesAgree`). */
+const SIZE_SLACK_BYTES = 1024 * 1024;
+
+/**
+ * Whether a body of `actual` bytes may be the message LIST announced at `announced` bytes. LIST sizes are not exact
+ * everywhere (servers that count LF line ends, Exchange's estimates), but a body more than twice the other plus a
+ * megabyte is not the message announced: a runaway answer, or a truncated one that must not be stored as the
+ * message (a deleting policy would then DELE the real one).
+ */
+function sizesAgree(announced: number, actual: number): boolean {
+  return Math.max(announced, actual) <= 2 * Math.min(announced, actual) + SIZE_SLACK_BYTES;
+}
 
 type Pop3Connection = Pick<Pop3Command, '_socket' | '_command' | 'connect' | 'command' | 'on'>;
 type Pop3ConnectionClass = new (config: {
@@ -90,6 +105,8 @@ class NodePop3Session implements Pop3Session {
   private broken: UpstreamError | undefined;
   private closed = false;
   private queue: Promise<unknown> = Promise.resolve();
+  /** The sizes of the last LIST, by message number: what RETR is held to. */
+  private listed = new Map<number, number>();
 
   constructor(
     private readonly source: Source,
@@ -181,6 +198,7 @@ class NodePop3Session implements Pop3Session {
         const uidl = uidls?.get(number);
         out.push(uidl === undefined ? { number, size: Number(size) } : { number, uidl, size: Number(size) });
       }
+      this.listed = new Map(out.map((e) => [e.number, e.size]));
       return out.sort((a, b) => a.number - b.number);
     });
   }
@@ -222,7 +240,8 @@ class NodePop3Session implements Pop3Session {
         const body = this.reader.body();
         if (!consumerError) {
           try {
-            await onMessage(number, body);
+            const announced = this.listed.get(number);
+            await onMessage(number, announced === undefined ? body : this.sized(body, number, announced));
           } catch (err) {
             // When the body failed under the consumer, the connection's error is the real one.
             const failure = this.reader.failure;
@@ -234,6 +253,34 @@ class NodePop3Session implements Pop3Session {
       }
       if (consumerError) throw consumerError;
     });
+  }
+
+  /**
+   * The body, held to its LIST size. Before, a RETR that never ended was streamed into storage until the run's
+   * deadline, and one far off its LIST size was stored and then deleted upstream by a deleting policy.
+   */
+  private async *sized(body: BodyStream, number: number, announced: number): Bytes {
+    let received = 0;
+    for await (const part of body) {
+      received += part.length;
+      if (received > 2 * announced + SIZE_SLACK_BYTES) {
+        // Reading on might never end: the session is given up (nothing is drained) and fails with this error.
+        const err = this.reader.protocolError(
+          `more than ${2 * announced + SIZE_SLACK_BYTES} bytes in answer to RETR ${number}, whose LIST size is ${announced}`,
+          [],
+        );
+        this.reader.abort(err);
+        this.destroy();
+        throw err;
+      }
+      yield part;
+    }
+    if (!sizesAgree(announced, received))
+      throw new UpstreamError(
+        'PROTOCOL_ERROR',
+        `${where(this.source)} sent ${received} bytes for message ${number}, whose LIST size is ${announced}: that is not the message it announced, so it was not stored`,
+        true,
+      );
   }
 
   dele(number: number): Promise<void> {

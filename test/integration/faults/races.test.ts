@@ -21,62 +21,66 @@ describe.each([
   ['imap', { mode: 'keep' }],
   ['pop3', { mode: 'delete-on-retrieve' }],
 ] as const)('4 syncs of one %s source (%j) racing', (protocol, retention) => {
-  it(`${ROUNDS} rounds: at most one lease holder at any instant, 0 lost, 0 duplicated`, async () => {
-    const user = lab.createUser(`race${protocol}`);
-    for (const m of bulkCorpus(20, 800, { maxBytes: 10_000, attachmentRatio: 0 })) lab.deliver(user, m.raw);
-    const reconciler = await new Reconciler(lab, user).start();
-    const source: Source = t.source(user, protocol, 'implicit', { retention });
+  it(
+    `${ROUNDS} rounds: at most one lease holder at any instant, 0 lost, 0 duplicated`,
+    async () => {
+      const user = lab.createUser(`race${protocol}`);
+      for (const m of bulkCorpus(20, 800, { maxBytes: 10_000, attachmentRatio: 0 })) lab.deliver(user, m.raw);
+      const reconciler = await new Reconciler(lab, user).start();
+      const source: Source = t.source(user, protocol, 'implicit', { retention });
 
-    // Every interval in which some run held the lease, from the granted acquire to the release call.
-    const held: Array<{ holder: string; from: number; to: number }> = [];
-    const open = new Map<string, number>();
-    const index: MessageIndex = Object.create(t.index) as MessageIndex;
-    index.acquireLease = async (...args) => {
-      const lease = await t.index.acquireLease(...args);
-      if (lease) open.set(lease.holder, performance.now());
-      return lease;
-    };
-    index.releaseLease = async (lease) => {
-      held.push({ holder: lease.holder, from: open.get(lease.holder)!, to: performance.now() });
-      open.delete(lease.holder);
-      return t.index.releaseLease(lease);
-    };
-    const deps = { ...t.deps, index };
+      // Every interval in which some run held the lease, from the granted acquire to the release call.
+      const held: Array<{ holder: string; from: number; to: number }> = [];
+      const open = new Map<string, number>();
+      const index: MessageIndex = Object.create(t.index) as MessageIndex;
+      index.acquireLease = async (...args) => {
+        const lease = await t.index.acquireLease(...args);
+        if (lease) open.set(lease.holder, performance.now());
+        return lease;
+      };
+      index.releaseLease = async (lease) => {
+        held.push({ holder: lease.holder, from: open.get(lease.holder)!, to: performance.now() });
+        open.delete(lease.holder);
+        return t.index.releaseLease(lease);
+      };
+      const deps = { ...t.deps, index };
 
-    const outcomes: Record<string, number> = {};
-    let appended = 0;
-    for (let round = 0; round < ROUNDS; round++) {
-      if (round % 3 === 0) {
-        const [m] = bulkCorpus(1, 9000 + round, { maxBytes: 8_000, attachmentRatio: 0 });
-        lab.deliver(user, m!.raw);
-        reconciler.appended(m!.raw);
-        appended++;
+      const outcomes: Record<string, number> = {};
+      let appended = 0;
+      for (let round = 0; round < ROUNDS; round++) {
+        if (round % 3 === 0) {
+          const [m] = bulkCorpus(1, 9000 + round, { maxBytes: 8_000, attachmentRatio: 0 });
+          lab.deliver(user, m!.raw);
+          reconciler.appended(m!.raw);
+          appended++;
+        }
+        const reports = await Promise.all(
+          [0, 1, 2, 3].map((k) =>
+            syncSource(deps, source, {
+              deadline: Date.now() + 60_000,
+              leaseTtlMs: 30_000,
+              holder: `racer-${round}-${k}`,
+            }),
+          ),
+        );
+        for (const r of reports) outcomes[r.outcome] = (outcomes[r.outcome] ?? 0) + 1;
+        expect(reports.filter((r) => r.outcome === 'failed')).toEqual([]);
       }
-      const reports = await Promise.all(
-        [0, 1, 2, 3].map((k) =>
-          syncSource(deps, source, {
-            deadline: Date.now() + 60_000,
-            leaseTtlMs: 30_000,
-            holder: `racer-${round}-${k}`,
-          }),
-        ),
-      );
-      for (const r of reports) outcomes[r.outcome] = (outcomes[r.outcome] ?? 0) + 1;
-      expect(reports.filter((r) => r.outcome === 'failed')).toEqual([]);
-    }
-    // One clean run picks up whatever the last round's winner left.
-    await t.sync(source);
+      // One clean run picks up whatever the last round's winner left.
+      await t.sync(source);
 
-    held.sort((a, b) => a.from - b.from);
-    let overlaps = 0;
-    for (let i = 1; i < held.length; i++) if (held[i]!.from < held[i - 1]!.to) overlaps++;
-    const result = await reconciler.finish(t, source.id);
-    console.log(
-      `[reliability] race ${protocol} ${retention.mode}: ${ROUNDS} rounds x 4 syncs, ${appended} messages appended meanwhile; outcomes ${JSON.stringify(outcomes)}; overlapping lease holders ${overlaps}; lost ${result.lost}, duplicated ${result.duplicated}, wrongly deleted ${result.wronglyDeleted}, unfetched ${result.unfetched}`,
-    );
-    expect(overlaps).toBe(0);
-    expect(held.length).toBeGreaterThanOrEqual(ROUNDS);
-    expect(outcomes.busy ?? 0).toBeGreaterThan(0);
-    expect(result).toMatchObject({ lost: 0, duplicated: 0, wronglyDeleted: 0, corrupt: 0, unfetched: 0 });
-  });
+      held.sort((a, b) => a.from - b.from);
+      let overlaps = 0;
+      for (let i = 1; i < held.length; i++) if (held[i]!.from < held[i - 1]!.to) overlaps++;
+      const result = await reconciler.finish(t, source.id);
+      console.log(
+        `[reliability] race ${protocol} ${retention.mode}: ${ROUNDS} rounds x 4 syncs, ${appended} messages appended meanwhile; outcomes ${JSON.stringify(outcomes)}; overlapping lease holders ${overlaps}; lost ${result.lost}, duplicated ${result.duplicated}, wrongly deleted ${result.wronglyDeleted}, unfetched ${result.unfetched}`,
+      );
+      expect(overlaps).toBe(0);
+      expect(held.length).toBeGreaterThanOrEqual(ROUNDS);
+      expect(outcomes.busy ?? 0).toBeGreaterThan(0);
+      expect(result).toMatchObject({ lost: 0, duplicated: 0, wronglyDeleted: 0, corrupt: 0, unfetched: 0 });
+    },
+    60_000 + ROUNDS * 3_000,
+  );
 });

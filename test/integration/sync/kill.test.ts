@@ -109,6 +109,6 @@ describe('a sync killed with SIGKILL at random points', () => {
       expect(killed).toBeGreaterThanOrEqual(Math.min(KILLS, 25));
       await expectExactlyOnce(source, user, (b) => createHash('sha256').update(b).digest('hex'), killed);
     },
-    600_000,
+    120_000 + KILLS * 10_000,
   );
 });

@@ -1,5 +1,6 @@
 import { PostalMimeParser } from '../../../functions/adapters/mime';
 import type { MessageMetadata } from '../../../functions/core/model';
+import { deepNestingBomb } from '../../support/bombs';
 import { Random, deepNesting, standardCorpus } from '../../support/corpus';
 
 const CRLF = '\r\n';
@@ -485,6 +486,163 @@ describe('PostalMimeParser', () => {
       expect((await parser.parse(raw, true)).parse).toBe('full');
     });
 
+    it('does not parse a body of more lines than maxLines, or one per 64 bytes if that is more', async () => {
+      const short = mail(
+        ['Subject: short lines'],
+        Array.from({ length: 100 }, () => 'x'),
+      );
+      const small = new PostalMimeParser({ maxLines: 50 });
+      const result = await small.parse(short, true);
+      expect(result).toMatchObject({ parse: 'headers-only', subject: 'short lines', snippet: '' });
+      expect(result.parseError).toMatch(/more than 50 lines/);
+      // 100 lines of 70 bytes: more than 50, but not more than one per 64 bytes
+      const text = mail(
+        ['Subject: text lines'],
+        Array.from({ length: 100 }, () => 'y'.repeat(68)),
+      );
+      expect(await small.parse(text, true)).toMatchObject({
+        parse: 'full',
+        snippet: expect.stringMatching(/^y+/),
+      });
+    });
+
+    it('refuses 8 MB of empty lines at once (postal-mime took minutes and gigabytes over them)', async () => {
+      const raw = Buffer.concat([
+        mail(['Subject: empty lines'], []),
+        Buffer.alloc(8 * 1024 * 1024 - 100, 0x0a),
+      ]);
+      const started = performance.now();
+      const result = await parser.parse(raw, true);
+      expect(performance.now() - started).toBeLessThan(1000);
+      expect(result).toMatchObject({ parse: 'headers-only', subject: 'empty lines' });
+      expect(result.parseError).toMatch(/more than \d+ lines: too many to parse/);
+    });
+
+    it('reads at most 32 KiB of address fields, never an address cut short', async () => {
+      const colons = ':'.repeat(700 * 1024);
+      const started = performance.now();
+      const result = await parser.parse(
+        mail(['Subject: groups', `To: ${colons}`, `Cc: ${'g:a@b,'.repeat(40_000)}`]),
+        true,
+      );
+      expect(performance.now() - started).toBeLessThan(2000); // 9 s when whole fields went to the address parser
+      expect(result).toMatchObject({ parse: 'full', subject: 'groups', to: [], snippet: 'Body text.' });
+      expect(result.cc[0]).toEqual({ address: 'a@b' }); // groups nested 50 deep: postal-mime stops there
+      const cutShort = await parser.parse(mail([`To: ${'x'.repeat(40_000)} <a@example.com>`]), true);
+      expect(cutShort.to).toEqual([]);
+    });
+
+    it('says why a message is headers-only', async () => {
+      const raw = mail(['Subject: big', 'From: a@example.com'], ['body']);
+      expect((await parser.parse(raw, false)).parseError).toMatch(/over the parse limit/);
+      const endless = Buffer.from(`Subject: endless\r\nX-Filler: ${'f'.repeat(5000)}`);
+      expect(await parser.parse(endless, false)).toMatchObject({
+        parse: 'headers-only',
+        subject: 'endless',
+        parseError: expect.stringMatching(
+          `header block does not end within the first ${endless.length} bytes`,
+        ),
+      });
+    });
+
+    it('fails a 10,000-deep nesting without close delimiters at maxNestingDepth, quickly', async () => {
+      const bomb = deepNestingBomb(10_000, { closed: false });
+      const started = performance.now();
+      const result = await parser.parse(bomb.raw, true);
+      expect(performance.now() - started).toBeLessThan(2000);
+      expect(result).toMatchObject({ parse: 'failed', subject: '[bomb:deep-nesting] hostile message' });
+      expect(result.parseError).toMatch(/nesting depth of 32/);
+    });
+  });
+
+  describe('inline messages', () => {
+    const forward = (inner: string[], headers: string[] = ['Content-Type: message/rfc822']) => [
+      '--o',
+      ...headers,
+      '',
+      ...inner,
+    ];
+    const outer = (parts: string[][], text = 'FYI.') =>
+      mail(
+        ['Subject: outer', 'Content-Type: multipart/mixed; boundary="o"'],
+        ['--o', 'Content-Type: text/plain', '', text, ...parts.flat(), '--o--'],
+      );
+    const inner = (n: number, extra: string[] = []) => [
+      `Subject: inner ${n}`,
+      ...extra,
+      'Content-Type: multipart/mixed; boundary="i"',
+      '',
+      '--i',
+      'Content-Type: text/plain',
+      '',
+      `Inner text ${n}.`,
+      '--i',
+      `Content-Type: application/pdf; name="in${n}.pdf"`,
+      'Content-Transfer-Encoding: base64',
+      '',
+      b64('%PDF'),
+      '--i--',
+    ];
+
+    it("adds an inline message's text after the message's own, and lists its attachments", async () => {
+      const result = await parser.parse(outer([forward(inner(1))]), true);
+      expect(result).toMatchObject({
+        parse: 'full',
+        subject: 'outer',
+        snippet: 'FYI. Inner text 1.',
+        attachments: [{ filename: 'in1.pdf', mimeType: 'application/pdf', size: 4 }],
+      });
+    });
+
+    it('lists a message/rfc822 attachment, or one in a delivery report, as it is', async () => {
+      const attached = forward(inner(1), ['Content-Type: message/rfc822', 'Content-Disposition: attachment']);
+      expect((await parser.parse(outer([attached]), true)).attachments).toEqual([
+        { mimeType: 'message/rfc822', size: expect.any(Number) },
+      ]);
+      const status = ['--o', 'Content-Type: message/delivery-status', '', 'Action: failed'];
+      const report = await parser.parse(outer([status, forward(inner(1))]), true);
+      expect(report.attachments.map((a) => a.mimeType)).toEqual([
+        'message/delivery-status',
+        'message/rfc822',
+      ]);
+    });
+
+    it('parses at most maxInlineMessages inline messages and lists the others as attachments', async () => {
+      const result = await new PostalMimeParser({ maxInlineMessages: 2 }).parse(
+        outer([forward(inner(1)), forward(inner(2)), forward(inner(3))]),
+        true,
+      );
+      expect(result.snippet).toBe('FYI. Inner text 1. Inner text 2.');
+      expect(result.attachments.map((a) => a.filename ?? a.mimeType)).toEqual([
+        'in1.pdf',
+        'in2.pdf',
+        'message/rfc822',
+      ]);
+    });
+
+    it('lists an inline message that breaks a bound as an attachment and parses the rest', async () => {
+      const deep = deepNestingBomb(40).raw.toString('latin1').split('\r\n');
+      const result = await parser.parse(outer([forward(deep), forward(inner(2))]), true);
+      expect(result).toMatchObject({ parse: 'full', snippet: 'FYI. Inner text 2.' });
+      expect(result.attachments.map((a) => a.filename ?? a.mimeType)).toEqual(['message/rfc822', 'in2.pdf']);
+    });
+
+    it('checks inline messages against the bounds whatever their encoding, sharing maxLines', async () => {
+      const lines = Buffer.from(`Subject: lines\r\n\r\n${'\n'.repeat(1_000_000)}`);
+      const hidden = forward(
+        [lines.toString('base64')],
+        ['Content-Type: message/rfc822', 'Content-Transfer-Encoding: base64'],
+      );
+      const colons = forward([`To: ${':'.repeat(512 * 1024)}`, 'Subject: colons', '', 'Inner body.']);
+      const started = performance.now();
+      const result = await parser.parse(outer([hidden, colons, colons, colons]), true);
+      expect(performance.now() - started).toBeLessThan(3000);
+      expect(result).toMatchObject({ parse: 'full', snippet: 'FYI. Inner body. Inner body. Inner body.' });
+      expect(result.attachments).toEqual([{ mimeType: 'message/rfc822', size: lines.length }]);
+    });
+  });
+
+  describe('option checks', () => {
     it('refuses options that are not non-negative integers', () => {
       expect(() => new PostalMimeParser({ snippetChars: -1 })).toThrow(TypeError);
       expect(() => new PostalMimeParser({ maxAttachments: 1.5 })).toThrow(TypeError);

@@ -2,20 +2,29 @@ import net from 'node:net';
 
 /**
  * A scripted POP3 server on 127.0.0.1 for the faults Dovecot will not make on demand: every byte in its own TCP
- * segment, stalls, drops mid-body, garbage. Not a stand-in for Dovecot on the happy path.
+ * segment, stalls, drops mid-body, garbage, sizes that lie, answers that never end. Not a stand-in for Dovecot on
+ * the happy path.
  */
+
+/** Beyond bytes and 'close': a stream written with backpressure until it ends or the client goes away (an endless
+ *  one never ends), or a pause. */
+export type FakeStreamPiece = { stream: () => AsyncIterable<Buffer> } | { pauseMs: number };
+
 export interface FakeOptions {
   messages: Buffer[];
   password?: string;
   capabilities?: string[];
   /** 'bytes': one byte per write with setImmediate between (NODELAY); 'bulk': whole answers. */
   mode?: 'bytes' | 'bulk';
-  greeting?: string | null;
+  /** The greeting line, or pieces in its place (garbage); null says nothing at all. */
+  greeting?: string | null | Array<Buffer | string | FakeStreamPiece>;
+  /** The size LIST announces for message n instead of its true size: the lie. */
+  announcedSize?: (n: number, actual: number) => number;
   /**
    * Answer for a command instead of the normal one (`undefined` = normal): pieces sent in order, where 'close'
    * drops the connection; 'stall' answers nothing.
    */
-  override?: (command: string) => Array<Buffer | string> | 'stall' | undefined;
+  override?: (command: string) => Array<Buffer | string | FakeStreamPiece> | 'stall' | undefined;
 }
 
 export interface FakeServer {
@@ -28,6 +37,27 @@ export interface FakeServer {
   lastSocket?: net.Socket;
   deleted: Set<number>;
   close(): Promise<void>;
+}
+
+/** Writes a stream piece with backpressure (stopping when the socket is gone), or waits out a pause. */
+async function writePiece(socket: net.Socket, piece: FakeStreamPiece): Promise<void> {
+  if ('pauseMs' in piece) {
+    await new Promise((resolve) => setTimeout(resolve, piece.pauseMs));
+    return;
+  }
+  for await (const chunk of piece.stream()) {
+    if (socket.destroyed) return;
+    if (socket.write(chunk)) continue;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        socket.off('drain', done);
+        socket.off('close', done);
+        resolve();
+      };
+      socket.on('drain', done);
+      socket.on('close', done);
+    });
+  }
 }
 
 function stuff(message: Buffer): Buffer {
@@ -57,7 +87,7 @@ export async function startFakePop3(options: FakeOptions): Promise<FakeServer> {
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => undefined);
     socket.setNoDelay(true);
-    const out: Array<{ data: Buffer | 'close'; retr?: boolean }> = [];
+    const out: Array<{ data: Buffer | 'close' | FakeStreamPiece; retr?: boolean }> = [];
     let writing = false;
     /** RETR answers queued or being written. */
     let unfinishedRetr = 0;
@@ -78,6 +108,10 @@ export async function startFakePop3(options: FakeOptions): Promise<FakeServer> {
         if (item.retr) unfinishedRetr--;
         pump();
       };
+      if (!Buffer.isBuffer(next)) {
+        void writePiece(socket, next).then(done);
+        return;
+      }
       if (mode === 'bulk') {
         socket.write(next, () => setImmediate(done));
         return;
@@ -91,7 +125,7 @@ export async function startFakePop3(options: FakeOptions): Promise<FakeServer> {
       };
       step();
     };
-    const send = (data: Buffer | string, retr = false) => {
+    const send = (data: Buffer | string | FakeStreamPiece, retr = false) => {
       out.push({
         data: typeof data === 'string' && data !== 'close' ? Buffer.from(data, 'latin1') : data,
         retr,
@@ -100,7 +134,9 @@ export async function startFakePop3(options: FakeOptions): Promise<FakeServer> {
       pump();
     };
 
-    if (options.greeting !== null) send(options.greeting ?? '+OK fake POP3 ready\r\n');
+    const greeting = options.greeting === undefined ? '+OK fake POP3 ready\r\n' : options.greeting;
+    if (Array.isArray(greeting)) for (const piece of greeting) send(piece);
+    else if (greeting !== null) send(greeting);
 
     let input = '';
     socket.on('data', (chunk: Buffer) => {
@@ -141,7 +177,11 @@ export async function startFakePop3(options: FakeOptions): Promise<FakeServer> {
             send(`+OK\r\n${options.messages.map((_, i) => `${i + 1} uid-${i + 1}\r\n`).join('')}.\r\n`);
             break;
           case 'LIST':
-            send(`+OK\r\n${options.messages.map((m, i) => `${i + 1} ${m.length}\r\n`).join('')}.\r\n`);
+            send(
+              `+OK\r\n${options.messages
+                .map((m, i) => `${i + 1} ${options.announcedSize?.(i + 1, m.length) ?? m.length}\r\n`)
+                .join('')}.\r\n`,
+            );
             break;
           case 'RETR':
             if (!exists) send(`-ERR no such message\r\n`, true);
