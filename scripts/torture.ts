@@ -74,7 +74,7 @@ async function main(): Promise<void> {
     'What the fault and hostile-input suite proves, with the figures of the last `npm run torture`',
     `(${started.toISOString().slice(0, 10)}, ${minutes} min, exit ${code}). Every count of lost, duplicated and`,
     'wrongly deleted messages must be 0; a test fails otherwise. `npm test` runs the same files with smaller',
-    'counts in CI (30 + 30 kills of `keep` syncs, 32 under the deleting policies, 9 at the policy steps, 100 faulty',
+    'counts in CI (30 + 30 kills of `keep` syncs, 60 under the deleting policies (30 each), 9 at the policy steps, 100 faulty',
     'connections, 100 race rounds).',
     '',
     `Machine: ${os.cpus().length} x ${cpu}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GB, Node ${process.version},`,

@@ -3,23 +3,54 @@ import net from 'node:net';
 
 /** Children started by the harness; killed on any exit of this process so none is left behind. */
 const children = new Set<ChildProcess>();
+/** Children that lead their own process group (a server that forks workers): signalled as a group. */
+const groups = new WeakSet<ChildProcess>();
 process.once('exit', () => {
-  for (const child of children) child.kill('SIGKILL');
+  for (const child of children) signal(child, 'SIGKILL');
 });
 
-export function startChild(command: string, args: string[], options: SpawnOptions = {}): ChildProcess {
-  const child = spawn(command, args, { stdio: 'ignore', ...options });
+function signal(child: ChildProcess, sig: NodeJS.Signals): void {
+  try {
+    if (groups.has(child) && child.pid) process.kill(-child.pid, sig);
+    else child.kill(sig);
+  } catch {
+    // already gone
+  }
+}
+
+/**
+ * Starts a child the harness owns. With `group`, it leads its own process group, and stopping it signals the
+ * whole group: a server's workers (Dovecot's log, stats, pop3 processes) cannot outlive it.
+ */
+export function startChild(
+  command: string,
+  args: string[],
+  options: SpawnOptions & { group?: boolean } = {},
+): ChildProcess {
+  const { group, ...spawnOptions } = options;
+  const child = spawn(command, args, { stdio: 'ignore', ...spawnOptions, detached: Boolean(group) });
   children.add(child);
-  child.once('exit', () => children.delete(child));
+  if (group) groups.add(child);
+  child.once('exit', () => {
+    children.delete(child);
+    // The leader is gone; whatever of its group is left goes with it.
+    if (group && child.pid) {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // nothing left
+      }
+    }
+  });
   return child;
 }
 
-/** SIGTERM, then SIGKILL after `graceMs`; resolves once the child has exited. */
+/** SIGTERM, then SIGKILL after `graceMs` (to the group, for a group leader); resolves once the child has exited. */
 export async function stopChild(child: ChildProcess, graceMs = 3000): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  signal(child, 'SIGTERM');
+  const timer = setTimeout(() => signal(child, 'SIGKILL'), graceMs);
   await exited;
   clearTimeout(timer);
 }

@@ -256,6 +256,7 @@ export async function startDovecot(dir: string): Promise<{ info: DovecotInfo; st
   const out = fs.openSync(stderrFile, 'a');
   const child: ChildProcess = startChild(dovecot, ['-F', '-c', info.configFile], {
     stdio: ['ignore', out, out],
+    group: true,
   });
   fs.closeSync(out);
   let exitReason: string | undefined;

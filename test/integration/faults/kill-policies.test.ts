@@ -13,7 +13,7 @@ import { TestTributary } from '../../support/tributary';
  */
 const lab = MailLab.fromEnv();
 
-const KILLS = Number(process.env.TRIBUTARY_POLICY_KILLS ?? (process.env.TRIBUTARY_TORTURE ? 60 : 8));
+const KILLS = Number(process.env.TRIBUTARY_POLICY_KILLS ?? (process.env.TRIBUTARY_TORTURE ? 60 : 15));
 const HALF_DAY = 12 * 60 * 60 * 1000;
 
 const STEPS: Record<string, SyncStep[]> = {
