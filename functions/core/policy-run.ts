@@ -316,6 +316,31 @@ export class PolicyRun {
     this.ctx.report.deletedUpstream += outcomes.filter((o) => o.state === 'done').length;
   }
 
+  /**
+   * The deletes in chunks, oldest first: time budget checked, stored copies verified, intents written, lease
+   * renewed, then `act` (the server's part) with the chunk and its audit records. Stops when the budget is spent.
+   */
+  async inChunks(
+    deletes: PlannedDelete[],
+    usageBefore: () => number | undefined,
+    act: (chunk: PlannedDelete[], records: AuditRecord[]) => Promise<void>,
+  ): Promise<void> {
+    const todo = chunks(deletes, CHUNK);
+    for (const [i, chunk] of todo.entries()) {
+      if (!this.ctx.budgetLeft()) {
+        this.ctx.report.notes.push(
+          `time budget spent: ${todo.slice(i).flat().length} planned delete(s) left for the next run`,
+        );
+        return;
+      }
+      const verified = await this.verified(chunk);
+      if (!verified.length) continue;
+      const records = await this.begin(verified, usageBefore());
+      await this.ctx.renewLease();
+      await act(verified, records);
+    }
+  }
+
   /** Evicts copies whose messages are confirmed still upstream (`present`), oldest first. */
   async evict(plan: PolicyPlan, present: (m: UpstreamMessage) => boolean): Promise<void> {
     let bytes = (await this.ctx.index.inboxUsage(this.ctx.source.id)).bytes;
@@ -373,34 +398,28 @@ export async function applyImapPolicies(
   await run.evict(plan, (m) => stillThere.has(m.identity));
 
   let usage = quota?.usedBytes;
-  const todo = chunks(plan.deletes, CHUNK);
-  for (const [i, chunk] of todo.entries()) {
-    if (!ctx.budgetLeft()) {
-      ctx.report.notes.push(
-        `time budget spent: ${todo.slice(i).flat().length} planned delete(s) left for the next run`,
-      );
-      break;
-    }
-    const deletes = await run.verified(chunk);
-    if (!deletes.length) continue;
-    const records = await run.begin(deletes, usage);
-    await ctx.renewLease();
-    const gone = new Set<string>();
-    for (const folder of new Set(deletes.map((d) => d.message.folder!))) {
-      const inFolder = deletes.filter((d) => d.message.folder === folder);
-      const removed = await session.deleteUids(
-        folder,
-        folders.get(folder)!.uidValidity,
-        inFolder.map((d) => d.message.uid!),
-      );
-      for (const d of inFolder) if (removed.has(d.message.uid!)) gone.add(d.message.identity);
-    }
-    ctx.step('upstream-deleted');
-    const after = quota ? await session.quota() : undefined;
-    usage = after?.usedBytes;
-    if (guard) ctx.report.upstreamUsage!.afterBytes = after?.usedBytes ?? plan.usageAfter ?? quota.usedBytes;
-    await run.complete(records, (r) => gone.has(r.identity), usage);
-  }
+  await run.inChunks(
+    plan.deletes,
+    () => usage,
+    async (deletes, records) => {
+      const gone = new Set<string>();
+      for (const folder of new Set(deletes.map((d) => d.message.folder!))) {
+        const inFolder = deletes.filter((d) => d.message.folder === folder);
+        const removed = await session.deleteUids(
+          folder,
+          folders.get(folder)!.uidValidity,
+          inFolder.map((d) => d.message.uid!),
+        );
+        for (const d of inFolder) if (removed.has(d.message.uid!)) gone.add(d.message.identity);
+      }
+      ctx.step('upstream-deleted');
+      const after = quota ? await session.quota() : undefined;
+      usage = after?.usedBytes;
+      if (guard)
+        ctx.report.upstreamUsage!.afterBytes = after?.usedBytes ?? plan.usageAfter ?? quota.usedBytes;
+      await run.complete(records, (r) => gone.has(r.identity), usage);
+    },
+  );
 }
 
 /** The quota guard needs a usage figure and a limit; without them it would be a silent no-op. */
@@ -434,23 +453,17 @@ export async function applyPop3Policies(
 
   const begun: AuditRecord[] = [];
   let deletedBytes = 0;
-  const todo = chunks(plan.deletes, CHUNK);
-  for (const [i, chunk] of todo.entries()) {
-    if (!ctx.budgetLeft()) {
-      ctx.report.notes.push(
-        `time budget spent: ${todo.slice(i).flat().length} planned delete(s) left for the next run`,
-      );
-      break;
-    }
-    const deletes = await run.verified(chunk);
-    if (!deletes.length) continue;
-    begun.push(...(await run.begin(deletes, octets)));
-    await ctx.renewLease();
-    for (const d of deletes) {
-      await session.dele(d.message.number!);
-      deletedBytes += d.message.size;
-    }
-  }
+  await run.inChunks(
+    plan.deletes,
+    () => octets,
+    async (deletes, records) => {
+      begun.push(...records);
+      for (const d of deletes) {
+        await session.dele(d.message.number!);
+        deletedBytes += d.message.size;
+      }
+    },
+  );
   if (!begun.length) return false;
   ctx.step('dele-sent');
   await session.quit();
