@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { BodyTap, sha256Hex } from './body-tap';
 import { describeError, LeaseLostError, UpstreamError } from './errors';
+import { bytesOf, collect, Pipeline } from './pipeline';
 import { identityKey, imapFolderKeyPrefix, imapFolderPrefix } from './model';
 import type { FolderState, MessageRecord, Source, SourceRunReport, UpstreamId } from './model';
 import {
@@ -72,6 +73,10 @@ export interface SyncOptions {
   /** Save the IMAP checkpoint after this many commits (and always at the end). */
   checkpointEvery?: number;
   onProgress?: (progress: SyncProgress) => void;
+  /** Messages stored and committed concurrently while the next ones download (default 16; 1 = one at a time). */
+  pipelineJobs?: number;
+  /** Bytes of downloaded messages held in memory for those jobs (default 32 MiB). */
+  pipelineBytes?: number;
   /** Called at named points of the run; fault tests stop the process there. */
   onStep?: (step: SyncStep) => void;
 }
@@ -87,6 +92,12 @@ export function defaultHolder(): string {
 
 /** What is kept of a message too big to parse whole: its header block fits in this (the parser caps headers too). */
 const HEADER_KEEP_BYTES = 1024 * 1024;
+
+/** Messages stored and committed at once while the next ones download, and the bytes they may hold. */
+const PIPELINE_JOBS = 16;
+const PIPELINE_BYTES = 32 * 1024 * 1024;
+/** Bigger messages are streamed from the connection to S3, not held in memory. */
+const PIPELINE_MESSAGE_BYTES = 1024 * 1024;
 
 /** Thrown inside a fetch loop to stop it when the time budget is spent. */
 class BudgetSpent extends Error {}
@@ -409,6 +420,35 @@ class SourceRun {
     });
   }
 
+  private pipeline(oneAtATime: boolean): Pipeline {
+    return oneAtATime
+      ? new Pipeline(1, 0)
+      : new Pipeline(
+          this.options.pipelineJobs ?? PIPELINE_JOBS,
+          this.options.pipelineBytes ?? PIPELINE_BYTES,
+        );
+  }
+
+  /**
+   * A small message is read into memory and stored and committed in the background while the next one
+   * downloads; a big one is streamed to S3 here, from the connection, so the download waits for it (memory stays
+   * bounded by the pipeline's bytes and the stream's parts, whatever the message size).
+   */
+  private async handOff(
+    pipeline: Pipeline,
+    announcedSize: number,
+    body: Bytes,
+    handle: (body: Bytes) => Promise<void>,
+  ): Promise<void> {
+    pipeline.check();
+    if (announcedSize > PIPELINE_MESSAGE_BYTES) {
+      await handle(body);
+      return;
+    }
+    const bytes = await collect(body);
+    await pipeline.add(bytes.length, () => handle(bytesOf(bytes)));
+  }
+
   /** Streams one message into S3 while hashing it; parses what it kept. Nothing is committed yet. */
   private async store(
     upstream: UpstreamId,
@@ -509,19 +549,26 @@ class SourceRun {
       await this.deps.index.saveFolderState(this.lease, next);
     };
 
+    // During a rematch each message is matched against the store before the next: two twins in flight at once
+    // could both claim the same stored copy.
+    const pipeline = this.pipeline(rematching);
+    const handle = async (uid: number, size: number, body: Bytes) => {
+      const upstream = idOf(uid);
+      const { record, contentSha256 } = await this.store(upstream, body, size);
+      if (rematching && (await this.matchExisting(upstream, record, contentSha256))) {
+        this.report.skipped++;
+      } else {
+        await this.commit(record);
+      }
+      checkpoint.settle(uid);
+      this.progress(todo.length);
+    };
     let finished = false;
+    let failure: { error: unknown } | undefined;
     try {
       await session.fetchBodies(todo, async (uid, size, body) => {
         if (!this.budgetLeft()) throw new BudgetSpent();
-        const upstream = idOf(uid);
-        const { record, contentSha256 } = await this.store(upstream, body, size);
-        if (plan.kind === 'rematch' && (await this.matchExisting(upstream, record, contentSha256))) {
-          this.report.skipped++;
-        } else {
-          await this.commit(record);
-        }
-        checkpoint.settle(uid);
-        this.progress(todo.length);
+        await this.handOff(pipeline, size, body, (bytes) => handle(uid, size, bytes));
         if (++sinceSave >= every) {
           sinceSave = 0;
           await save(state?.uidNext ?? 1);
@@ -529,11 +576,16 @@ class SourceRun {
       });
       finished = true;
     } catch (err) {
-      if (!(err instanceof BudgetSpent)) {
-        await save(state?.uidValidity === status.uidValidity ? state.uidNext : 1).catch(() => undefined);
-        throw err;
-      }
+      failure = { error: err };
     }
+    // What is in flight commits (or fails) before the checkpoint is saved over it.
+    const jobFailure = await pipeline.settle();
+    if (jobFailure && (!failure || failure.error instanceof BudgetSpent)) failure = jobFailure;
+    if (failure && !(failure.error instanceof BudgetSpent)) {
+      await save(state?.uidValidity === status.uidValidity ? state.uidNext : 1).catch(() => undefined);
+      throw failure.error;
+    }
+    if (failure) finished = false;
     if (finished && !cut) {
       // Every listed UID was delivered or has vanished meanwhile, and the listing (taken after EXAMINE) holds
       // every UID below that UIDNEXT still there: UIDs are never reused, so everything below it is settled.
@@ -602,23 +654,34 @@ class SourceRun {
     const vanished = [...committed].some((id) => !listed.has(id));
     const sizes = new Map(candidates.map((c) => [c.number, c.size]));
     this.progress(fetch.length);
+    // After a UIDL reset each message is matched against the store before the next (see syncImapFolder).
+    const pipeline = this.pipeline(vanished);
+    const handle = async (number: number, body: Bytes) => {
+      const upstream = this.pop3Upstream.get(number)!;
+      const { record, contentSha256 } = await this.store(upstream, body, sizes.get(number) ?? 0);
+      if (vanished && (await this.matchReset(upstream, record, contentSha256, listed))) {
+        this.report.skipped++;
+      } else {
+        await this.commit(record);
+      }
+      this.progress(fetch.length);
+    };
+    let failure: { error: unknown } | undefined;
     try {
       await session.retrieve(
         fetch.map((c) => c.number),
         async (number, body) => {
           if (!this.budgetLeft()) throw new BudgetSpent();
-          const upstream = this.pop3Upstream.get(number)!;
-          const { record, contentSha256 } = await this.store(upstream, body, sizes.get(number) ?? 0);
-          if (vanished && (await this.matchReset(upstream, record, contentSha256, listed))) {
-            this.report.skipped++;
-          } else {
-            await this.commit(record);
-          }
-          this.progress(fetch.length);
+          await this.handOff(pipeline, sizes.get(number) ?? 0, body, (bytes) => handle(number, bytes));
         },
       );
     } catch (err) {
-      if (!(err instanceof BudgetSpent)) throw err;
+      failure = { error: err };
+    }
+    const jobFailure = await pipeline.settle();
+    if (jobFailure && (!failure || failure.error instanceof BudgetSpent)) failure = jobFailure;
+    if (failure) {
+      if (!(failure.error instanceof BudgetSpent)) throw failure.error;
       this.report.outcome = 'more';
       this.report.notes.push('time budget spent; the next run continues');
       return false;

@@ -1,7 +1,9 @@
+import { randomBytes } from 'node:crypto';
 import PostalMime from 'postal-mime';
 import type { Address, AttachmentInfo, MessageMetadata } from '../../core/model';
 import type { MetadataParser } from '../../core/ports';
 import { parseMailDate } from './date';
+import { elideBinaryParts } from './elide';
 import { readHeaderBlock } from './header-block';
 import type { HeaderBlock, HeaderField } from './header-block';
 import { cut, displayText, htmlToText, snippetOf } from './text';
@@ -114,7 +116,15 @@ type HeaderMetadata = Pick<MessageMetadata, 'messageId' | 'date' | 'from' | 'to'
 export class PostalMimeParser implements MetadataParser {
   private readonly options: Required<PostalMimeParserOptions>;
 
-  constructor(options: PostalMimeParserOptions = {}) {
+  /** See elideBinaryParts; off only to compare against postal-mime's own decoding in tests. */
+  private readonly elide: boolean;
+  /** Makes the placeholders of elided parts unguessable, so a message cannot pass its own bytes off as one. */
+  private readonly nonce = randomBytes(8).toString('hex');
+
+  constructor(options: PostalMimeParserOptions & { elideAttachments?: boolean } = {}) {
+    const { elideAttachments = true, ...limits } = options;
+    this.elide = elideAttachments;
+    options = limits;
     const merged = { ...DEFAULTS };
     for (const key of Object.keys(DEFAULTS) as Array<keyof PostalMimeParserOptions>) {
       const value = options[key];
@@ -210,8 +220,17 @@ export class PostalMimeParser implements MetadataParser {
       .filter((f) => CONTENT_FIELDS.has(f.key))
       .map((f) => raw.subarray(f.start, f.end));
     let email: PostalMime.Email;
+    let sizes: Map<string, number> | undefined;
     try {
-      email = await PostalMime.parse(Buffer.concat([...contentFields, CRLF, body]), {
+      const elided = this.elide
+        ? elideBinaryParts(
+            Buffer.concat([...contentFields, CRLF, body]),
+            this.nonce,
+            this.options.maxNestingDepth,
+          )
+        : undefined;
+      sizes = elided?.sizes;
+      email = await PostalMime.parse(elided?.entity ?? Buffer.concat([...contentFields, CRLF, body]), {
         attachmentEncoding: 'arraybuffer',
         forceRfc822Attachments: true,
         maxNestingDepth: this.options.maxNestingDepth,
@@ -221,9 +240,10 @@ export class PostalMimeParser implements MetadataParser {
       return { ok: false, parse: 'failed', error: errorText(error) };
     }
 
+    if (sizes?.size) for (const a of email.attachments) markElided(a, sizes);
     const texts = [readableText(email)];
     let textChars = texts[0]!.length;
-    const attachments: PostalMime.Attachment[] = [];
+    const attachments: ParsedAttachment[] = [];
     // As postal-mime decides it: a message/rfc822 part without a disposition or `inline` is part of the message,
     // except in a delivery or feedback report, where it is the evidence.
     const report = email.attachments.some((a) => REPORT_TYPES.has(a.mimeType));
@@ -328,7 +348,7 @@ export class PostalMimeParser implements MetadataParser {
     const attachments: AttachmentInfo[] = listed.slice(0, maxAttachments).map((a) => {
       const info: AttachmentInfo = {
         mimeType: displayText(a.mimeType || 'application/octet-stream', maxNameChars),
-        size: contentSize(a.content),
+        size: a.elidedSize ?? contentSize(a.content),
       };
       const filename = a.filename ? displayText(a.filename, maxNameChars) : '';
       if (filename) info.filename = filename;
@@ -342,7 +362,7 @@ interface ParsedBody {
   /** Readable text of the message and of its inline messages, in order, each at most TEXT_SCAN_CHARS long. */
   texts: string[];
   /** Attachments of the message, inline messages replaced by theirs. */
-  attachments: PostalMime.Attachment[];
+  attachments: ParsedAttachment[];
 }
 
 type BodyOutcome =
@@ -366,6 +386,17 @@ function readableText(email: PostalMime.Email): string {
 
 function emptyMetadata(): MessageMetadata {
   return { to: [], cc: [], snippet: '', hasAttachments: false, attachments: [], parse: 'failed' };
+}
+
+/** An attachment as parsed; `elidedSize` when its body was replaced by a placeholder before parsing. */
+type ParsedAttachment = PostalMime.Attachment & { elidedSize?: number };
+
+function markElided(a: ParsedAttachment, sizes: ReadonlyMap<string, number>): void {
+  const content = a.content;
+  if (typeof content === 'string' || content.byteLength > 128) return;
+  const bytes = content instanceof Uint8Array ? content : new Uint8Array(content);
+  const size = sizes.get(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1'));
+  if (size !== undefined) a.elidedSize = size;
 }
 
 function contentSize(content: ArrayBuffer | Uint8Array | string): number {

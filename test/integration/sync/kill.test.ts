@@ -12,7 +12,8 @@ const t = new TestTributary(lab);
 afterAll(() => t.close());
 
 const KILLS = Number(process.env.TRIBUTARY_KILLS ?? 30);
-const MESSAGES = process.env.TRIBUTARY_TORTURE ? 1000 : 300;
+// Enough that every kill lands mid-sync: a run commits what it kills at plus the pipeline's jobs in flight.
+const MESSAGES = process.env.TRIBUTARY_TORTURE ? 3000 : 600;
 
 /** Runs a sync in a child process and SIGKILLs it after `afterCommits` commits (plus a random few ms). */
 async function killedSync(
