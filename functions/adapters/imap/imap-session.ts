@@ -9,13 +9,15 @@ import type { Bytes, ConnectOptions, ImapSession, Logger, TlsInfo } from '../../
 const BULK_LIMIT_BYTES = 1024 * 1024;
 /** One pipelined FETCH asks for at most this many bytes of small messages. */
 const BATCH_BYTES = 16 * 1024 * 1024;
-const STREAM_CHUNK_BYTES = 1024 * 1024;
+/** A bigger message is fetched in partial FETCHes of this size, one round trip each (imapflow holds one in memory). */
+const STREAM_CHUNK_BYTES = 2 * 1024 * 1024;
 /**
  * The parser's caps (imapflow's defaults are 1 GB each, so a hostile server could make it buffer that much). No
  * answer to what we send holds a literal above BULK_LIMIT_BYTES x 2 + 1 MB (a small message whose size was
- * understated within the tolerance of `sizesAgree`) or a line above 1 MB (SEARCH asks for SET_CHUNK UIDs at most).
+ * understated within the tolerance of `sizesAgree`) or a chunk of a big one (STREAM_CHUNK_BYTES), nor a line above
+ * 1 MB (SEARCH asks for SET_CHUNK UIDs at most).
  */
-const MAX_LITERAL_BYTES = 2 * BULK_LIMIT_BYTES + 1024 * 1024;
+const MAX_LITERAL_BYTES = Math.max(2 * BULK_LIMIT_BYTES, STREAM_CHUNK_BYTES) + 1024 * 1024;
 const MAX_LINE_BYTES = 1024 * 1024;
 /** Bytes an answer without message bodies may take (LIST, EXAMINE, SEARCH, STORE, quota, LOGOUT). */
 const SMALL_ANSWER_BYTES = 1024 * 1024;

@@ -1,0 +1,63 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { FreshStore, Lab } from '../lib/lab';
+import type { Contender, Upstream } from '../lib/types';
+
+const SOURCE_ID = 'bench';
+
+/**
+ * Tributary itself, with full durability: every message streamed into an S3 object (s3rver) and committed as a
+ * DynamoDB item with its counters (DynamoDB Local), the checkpoint saved, the lease taken and released. Run as
+ * the CLI's esbuild bundle (`tributary sync --json`), one source, `retention: keep`.
+ */
+export function tributaryContender(lab: Lab, protocol: 'imap' | 'pop3', nodeFlags: string[] = []): Contender {
+  const stores = new Map<string, FreshStore>();
+  const configFile = (workDir: string) => path.join(workDir, 'tributary.config.json');
+  return {
+    name: `Tributary ${protocol.toUpperCase()}`,
+    protocol,
+    unavailable: async () => undefined,
+    version: async () => {
+      const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
+        version: string;
+      };
+      return `tributary ${pkg.version} (node ${process.version})`;
+    },
+    async reset(_upstream, workDir) {
+      await stores.get(workDir)?.drop();
+      stores.set(workDir, await lab.freshStore(`${protocol}-${path.basename(workDir)}`));
+    },
+    async command(upstream: Upstream, workDir: string) {
+      const store = stores.get(workDir);
+      if (!store) throw new Error('reset() first');
+      const config = {
+        store: { mode: 'aws', table: store.table, bucket: store.bucket, region: 'us-east-1' },
+        sources: [
+          {
+            id: SOURCE_ID,
+            protocol,
+            host: upstream.host,
+            port: protocol === 'imap' ? upstream.imapsPort : upstream.pop3sPort,
+            tls: 'implicit',
+            caFile: upstream.caFile,
+            servername: upstream.servername,
+            user: upstream.user,
+            secret: { env: 'BENCH_TRIBUTARY_PASSWORD' },
+          },
+        ],
+      };
+      fs.writeFileSync(configFile(workDir), JSON.stringify(config, null, 2));
+      const command = lab.tributary(['sync', '--json', '--config', configFile(workDir)], {
+        ...store.env,
+        BENCH_TRIBUTARY_PASSWORD: upstream.password,
+      });
+      command.args.unshift(...nodeFlags);
+      return command;
+    },
+    async delivered(workDir) {
+      const store = stores.get(workDir);
+      if (!store) return { messages: 0, bytes: 0 };
+      return lab.messageIndex(store.table).inboxUsage(SOURCE_ID);
+    },
+  };
+}

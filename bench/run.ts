@@ -1,0 +1,506 @@
+/**
+ * `npm run bench`: Tributary against the established fetchers on the same upstream, in the same run, plus the
+ * memory and inbox-read benchmarks. Prints the tables and writes docs/benchmarks.md (keeping the analysis that
+ * follows its `<!-- analysis -->` line).
+ *
+ * Options (after `npm run bench --`): --messages N (default 2000), --runs N (default 3), --seed N,
+ * --only a,b (contender names, case-insensitive substrings), --network loopback,20ms,
+ * --skip peers,memory,inbox,sync, --inbox-messages N (default 100000), --out FILE (default docs/benchmarks.md;
+ * `-` for none).
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { ceilingContenders } from './contenders/ceilings';
+import { peerContenders } from './contenders/peers';
+import { tributaryContender } from './contenders/tributary';
+import { benchInbox, type InboxFigures } from './inbox';
+import { benchCorpus, describeCorpus, type BenchCorpusStats } from './lib/corpus';
+import { ensurePeerTools } from './lib/install';
+import { startLab, type Lab } from './lib/lab';
+import { startLatencyProxy, type LatencyProxy } from './lib/latency-proxy';
+import { measure } from './lib/measure';
+import type { Contender, Measurement, Upstream } from './lib/types';
+import { benchMemory, type MemoryFigures } from './memory';
+
+interface RunFigures {
+  full: Measurement;
+  repoll?: Measurement;
+  /** Tributary only: the sync's own duration as its report gives it (no process start-up). */
+  inProcessFullMs?: number;
+  inProcessRepollMs?: number;
+  /** 20 ms runs: how often the client spoke after the server during the re-poll (TLS handshake and login included). */
+  repollTurns?: number;
+}
+
+interface ContenderResult {
+  name: string;
+  protocol: 'imap' | 'pop3';
+  network: string;
+  version: string;
+  unavailable?: string;
+  failures: string[];
+  runs: RunFigures[];
+}
+
+interface Report {
+  started: Date;
+  finished: Date;
+  stats: BenchCorpusStats;
+  runs: number;
+  results: ContenderResult[];
+  memory: MemoryFigures[];
+  inbox?: InboxFigures;
+  command: string;
+}
+
+const median = (xs: number[]) => {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  const n = s.length;
+  return n === 0 ? NaN : n % 2 ? s[(n - 1) / 2]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
+};
+
+function syncDuration(m: Measurement): number | undefined {
+  try {
+    const parsed = JSON.parse(m.stdout) as { sources?: Array<{ durationMs?: number }> };
+    return parsed.sources?.[0]?.durationMs;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Flushes dirty pages so that one run's write-back does not land in the next one's timing. */
+function settleDisk(): void {
+  try {
+    execFileSync('sync');
+  } catch {
+    // not fatal
+  }
+}
+
+const lastLines = (m: Measurement) =>
+  (m.stderr || m.stdout).trim().split('\n').slice(-3).join(' | ').slice(0, 400);
+
+async function fillMailbox(lab: Lab, count: number, seed: number) {
+  const user = lab.mail.createUser('bench');
+  const sizes: number[] = [];
+  for (const message of benchCorpus(count, seed)) {
+    lab.mail.deliver(user, message);
+    sizes.push(message.length);
+  }
+  // Dovecot indexes the new files once here, not in the first contender's run.
+  await lab.doveadm(['index', '-u', user.name, 'INBOX']);
+  return { user, stats: describeCorpus(sizes) };
+}
+
+async function runContender(
+  contender: Contender,
+  upstream: Upstream,
+  workDir: string,
+  corpus: BenchCorpusStats,
+  result: ContenderResult,
+  record: boolean,
+  proxies: LatencyProxy[],
+): Promise<void> {
+  const turns = () => proxies.reduce((n, p) => n + p.turns, 0);
+  await contender.reset(upstream, workDir);
+  await contender.beforeRun?.(upstream, workDir, 'full');
+  settleDisk();
+  const full = await measure(await contender.command(upstream, workDir));
+  const got = await contender.delivered(workDir);
+  const failures: string[] = [];
+  if (full.exitCode !== 0) failures.push(`full sync exit ${full.exitCode}: ${lastLines(full)}`);
+  else if (got.messages !== corpus.messages)
+    failures.push(`delivered ${got.messages} of ${corpus.messages} messages`);
+  let repoll: Measurement | undefined;
+  let repollTurns: number | undefined;
+  if (!contender.noRepoll) {
+    await contender.beforeRun?.(upstream, workDir, 'repoll');
+    settleDisk();
+    const before = turns();
+    repoll = await measure(await contender.command(upstream, workDir));
+    repollTurns = proxies.length ? turns() - before : undefined;
+    const after = await contender.delivered(workDir);
+    if (repoll.exitCode !== 0) failures.push(`re-poll exit ${repoll.exitCode}: ${lastLines(repoll)}`);
+    else if (after.messages !== got.messages)
+      failures.push(`the re-poll delivered ${after.messages - got.messages} more`);
+  }
+  const cpu = (full.userMs + full.sysMs) / 1000;
+  console.log(
+    `${result.network.padEnd(8)} ${contender.name.padEnd(22)} full ${(full.wallMs / 1000).toFixed(2)} s, cpu ${cpu.toFixed(2)} s, rss ${(full.peakRssKb / 1024).toFixed(0)} MB` +
+      (repoll
+        ? `, re-poll ${repoll.wallMs.toFixed(0)} ms${repollTurns !== undefined ? ` (${repollTurns} turns)` : ''}`
+        : '') +
+      (record ? '' : ' (warm-up)') +
+      (failures.length ? `  FAILED: ${failures.join('; ')}` : ''),
+  );
+  if (!record) return;
+  result.failures.push(...failures);
+  result.runs.push({
+    full,
+    repoll,
+    inProcessFullMs: syncDuration(full),
+    inProcessRepollMs: repoll && syncDuration(repoll),
+    repollTurns,
+  });
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      messages: { type: 'string', default: '2000' },
+      runs: { type: 'string', default: '3' },
+      seed: { type: 'string', default: '20261126' },
+      only: { type: 'string' },
+      network: { type: 'string', default: 'loopback,20ms' },
+      skip: { type: 'string', default: '' },
+      'inbox-messages': { type: 'string', default: '100000' },
+      out: { type: 'string', default: path.join('docs', 'benchmarks.md') },
+    },
+  });
+  const count = Number(values.messages);
+  const runs = Number(values.runs);
+  const skip = new Set(values.skip.split(',').filter(Boolean));
+  const started = new Date();
+  console.log('[bench] starting the lab (Dovecot, DynamoDB Local, s3rver) and building the bundles');
+  const [lab, peerTools] = await Promise.all([
+    startLab(),
+    skip.has('peers') ? Promise.resolve({}) : ensurePeerTools(),
+  ]);
+  void peerTools;
+  const proxies: LatencyProxy[] = [];
+  const results: ContenderResult[] = [];
+  const memory: MemoryFigures[] = [];
+  let inbox: InboxFigures | undefined;
+  let stats: BenchCorpusStats = { messages: 0, bytes: 0, small: 0, attachments: 0, big: 0 };
+  try {
+    if (!skip.has('sync')) {
+      const t0 = Date.now();
+      const filled = await fillMailbox(lab, count, Number(values.seed));
+      stats = filled.stats;
+      const { user } = filled;
+      console.log(
+        `[bench] mailbox: ${stats.messages} messages, ${(stats.bytes / 1e6).toFixed(0)} MB (${stats.small} small, ${stats.attachments} with attachments, ${stats.big} of 2-10 MB) in ${((Date.now() - t0) / 1000).toFixed(0)} s`,
+      );
+      let contenders: Contender[] = [
+        tributaryContender(lab, 'imap'),
+        tributaryContender(lab, 'pop3'),
+        ...(skip.has('peers') ? [] : peerContenders()),
+        ...ceilingContenders(lab),
+      ];
+      if (values.only) {
+        const wanted = values.only.toLowerCase().split(',');
+        contenders = contenders.filter((c) => wanted.some((w) => c.name.toLowerCase().includes(w)));
+      }
+      const upstreamAt = (imapsPort: number, pop3sPort: number): Upstream => ({
+        host: '127.0.0.1',
+        servername: 'localhost',
+        imapsPort,
+        pop3sPort,
+        user: user.name,
+        password: user.password,
+        caFile: lab.dovecot.caFile,
+        messages: stats.messages,
+        doveadm: (args) => lab.doveadm(args),
+      });
+      for (const network of values.network.split(',')) {
+        let upstream: Upstream;
+        let counting: LatencyProxy[] = [];
+        if (network === 'loopback') {
+          upstream = upstreamAt(lab.dovecot.ports.imaps, lab.dovecot.ports.pop3s);
+        } else if (network === '20ms') {
+          // 10 ms each way: every round trip costs 20 ms more.
+          const imaps = await startLatencyProxy({ host: '127.0.0.1', port: lab.dovecot.ports.imaps }, 10);
+          const pop3s = await startLatencyProxy({ host: '127.0.0.1', port: lab.dovecot.ports.pop3s }, 10);
+          proxies.push(imaps, pop3s);
+          counting = [imaps, pop3s];
+          upstream = upstreamAt(imaps.port, pop3s.port);
+        } else {
+          throw new Error(`--network: unknown "${network}" (loopback, 20ms)`);
+        }
+        const active: Array<{ contender: Contender; result: ContenderResult; workDir: string }> = [];
+        for (const contender of contenders) {
+          const result: ContenderResult = {
+            name: contender.name,
+            protocol: contender.protocol,
+            network,
+            version: '',
+            failures: [],
+            runs: [],
+          };
+          results.push(result);
+          const why = await contender.unavailable();
+          if (why) {
+            result.unavailable = why;
+            console.log(`${network.padEnd(8)} ${contender.name.padEnd(22)} unavailable: ${why}`);
+            continue;
+          }
+          result.version = await contender.version();
+          const workDir = path.join(lab.dir, 'work', `${network}-${contender.name.replace(/\W+/g, '-')}`);
+          fs.mkdirSync(workDir, { recursive: true });
+          active.push({ contender, result, workDir });
+        }
+        // A warm-up of each, then the measured rounds in alternation (the order rotates each round).
+        for (const a of active)
+          await runContender(a.contender, upstream, a.workDir, stats, a.result, false, counting);
+        for (let round = 0; round < runs; round++) {
+          for (let i = 0; i < active.length; i++) {
+            const a = active[(i + round) % active.length]!;
+            await runContender(a.contender, upstream, a.workDir, stats, a.result, true, counting);
+          }
+        }
+      }
+    }
+    if (!skip.has('memory')) {
+      for (const protocol of ['imap', 'pop3'] as const) {
+        const figures = await benchMemory(lab, protocol, { runs: 5 });
+        memory.push(figures);
+        console.log(
+          `[bench] memory ${protocol}: one ${(figures.messageBytes / 2 ** 20).toFixed(0)} MB message, peak RSS ${figures.peakRssMb.toFixed(0)} MB (empty mailbox ${figures.baselinePeakRssMb.toFixed(0)} MB)`,
+        );
+      }
+    }
+    if (!skip.has('inbox')) {
+      inbox = await benchInbox(lab, {
+        messages: Number(values['inbox-messages']),
+        reps: 50,
+        log: (line) => console.log(`[bench] inbox: ${line}`),
+      });
+    }
+    const report: Report = {
+      started,
+      finished: new Date(),
+      stats,
+      runs,
+      results,
+      memory,
+      inbox,
+      command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim(),
+    };
+    console.log(`\n${syncTable(report)}\n\n${targetsTable(report)}\n\n${otherTables(report)}`);
+    if (values.out !== '-') {
+      fs.mkdirSync(path.dirname(values.out), { recursive: true });
+      fs.writeFileSync(values.out, markdownOf(report, values.out));
+      console.log(`[bench] written to ${values.out}`);
+    }
+  } finally {
+    for (const p of proxies) await p.close();
+    await lab.stop();
+  }
+}
+
+function summarize(r: ContenderResult, stats: BenchCorpusStats) {
+  const walls = r.runs.map((x) => x.full.wallMs);
+  const wall = median(walls);
+  return {
+    wall,
+    min: Math.min(...walls),
+    max: Math.max(...walls),
+    msgPerS: stats.messages / (wall / 1000),
+    mbPerS: stats.bytes / 1e6 / (wall / 1000),
+    cpu: median(r.runs.map((x) => x.full.userMs + x.full.sysMs)),
+    rss: Math.max(...r.runs.map((x) => x.full.peakRssKb)) / 1024,
+    repoll: median(r.runs.map((x) => x.repoll?.wallMs ?? NaN)),
+    inProcessFull: median(r.runs.map((x) => x.inProcessFullMs ?? NaN)),
+    inProcessRepoll: median(r.runs.map((x) => x.inProcessRepollMs ?? NaN)),
+    turns: median(r.runs.map((x) => x.repollTurns ?? NaN)),
+  };
+}
+
+const fixed = (x: number, digits: number) => (Number.isFinite(x) ? x.toFixed(digits) : '-');
+
+function syncTable(report: Report): string {
+  const rows = [
+    '| network | contender | wall s, median (range) | msg/s | MB/s | CPU s | peak RSS MB | no-op re-poll ms | re-poll turns |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+  ];
+  for (const r of report.results) {
+    if (r.unavailable) {
+      rows.push(`| ${r.network} | ${r.name} | unavailable: ${r.unavailable} | | | | | | |`);
+      continue;
+    }
+    if (!r.runs.length) {
+      rows.push(`| ${r.network} | ${r.name} | no measured run | | | | | | |`);
+      continue;
+    }
+    const s = summarize(r, report.stats);
+    const inProcess = Number.isFinite(s.inProcessFull)
+      ? ` [${fixed(s.inProcessFull / 1000, 2)} in-process]`
+      : '';
+    const repollInProcess = Number.isFinite(s.inProcessRepoll) ? ` [${fixed(s.inProcessRepoll, 0)}]` : '';
+    const failed = r.failures.length ? ` (**${r.failures.length} failed run(s)**)` : '';
+    rows.push(
+      `| ${r.network} | ${r.name}${failed} | ${fixed(s.wall / 1000, 2)} (${fixed(s.min / 1000, 2)}-${fixed(s.max / 1000, 2)})${inProcess} | ${fixed(s.msgPerS, 0)} | ${fixed(s.mbPerS, 1)} | ${fixed(s.cpu / 1000, 2)} | ${fixed(s.rss, 0)} | ${fixed(s.repoll, 0)}${repollInProcess} | ${fixed(s.turns, 0)} |`,
+    );
+  }
+  return rows.join('\n');
+}
+
+function targetsTable(report: Report): string {
+  const wall = (name: string, network: string) => {
+    const r = report.results.find((x) => x.name === name && x.network === network && x.runs.length);
+    return r ? summarize(r, report.stats).wall : NaN;
+  };
+  const rows = ['| target | measured | met |', '| --- | --- | --- |'];
+  const ratio = (label: string, ours: string, theirs: string, network: string, needed: number) => {
+    const x = wall(theirs, network) / wall(ours, network);
+    const met = Number.isFinite(x)
+      ? x >= needed
+        ? 'yes'
+        : `**no** (${fixed(x / needed, 2)} of the target)`
+      : 'not measured';
+    rows.push(`| ${label} | ${ours} ${fixed(x, 2)}x ${theirs} (${network}) | ${met} |`);
+  };
+  ratio('IMAP full sync >= mbsync on loopback', 'Tributary IMAP', 'mbsync', 'loopback', 1);
+  ratio('IMAP full sync >= 2x mbsync at 20 ms RTT', 'Tributary IMAP', 'mbsync', '20ms', 2);
+  ratio('POP3 full sync >= mpop on loopback', 'Tributary POP3', 'mpop', 'loopback', 1);
+  ratio('POP3 full sync >= 2x fetchmail at 20 ms RTT', 'Tributary POP3', 'fetchmail POP3', '20ms', 2);
+  ratio(
+    'IMAP >= 70% of the raw-socket ceiling (loopback)',
+    'Tributary IMAP',
+    'raw TLS socket IMAP',
+    'loopback',
+    0.7,
+  );
+  ratio(
+    'POP3 >= 70% of the raw-socket ceiling (loopback)',
+    'Tributary POP3',
+    'raw TLS socket POP3',
+    'loopback',
+    0.7,
+  );
+  for (const protocol of ['IMAP', 'POP3']) {
+    const r = report.results.find(
+      (x) => x.name === `Tributary ${protocol}` && x.network === '20ms' && x.runs.length,
+    );
+    const turns = r ? summarize(r, report.stats).turns : NaN;
+    rows.push(
+      `| No-op poll: one round trip after login (${protocol}) | ${fixed(turns, 0)} turns in all at 20 ms (TLS handshake and login included) | see the analysis |`,
+    );
+  }
+  for (const m of report.memory) {
+    rows.push(
+      `| Peak RSS <= ${m.targetMb} MB with one ${(m.messageBytes / 2 ** 20).toFixed(0)} MB message (${m.protocol.toUpperCase()}) | ${fixed(m.peakRssMb, 0)} MB (worst of ${m.runs.length}) | ${m.meetsTarget ? 'yes' : '**no**'} |`,
+    );
+  }
+  if (report.inbox) {
+    const i = report.inbox;
+    rows.push(
+      `| Inbox page from ${i.messages.toLocaleString('en')} messages in <= ${i.targetP95Ms} ms p95 | first ${fixed(i.first.inProcess.p95Ms, 1)}, half-way ${fixed(i.deep.inProcess.p95Ms, 1)}, last ${fixed(i.last.inProcess.p95Ms, 1)} ms | ${i.meetsTarget ? 'yes' : '**no**'} |`,
+    );
+  }
+  return rows.join('\n');
+}
+
+function otherTables(report: Report): string {
+  const out: string[] = [];
+  if (report.memory.length) {
+    out.push(
+      '| memory | message | peak RSS MB per run | worst | empty mailbox | cost of the message |',
+      '| --- | --- | --- | --- | --- | --- |',
+    );
+    for (const m of report.memory) {
+      out.push(
+        `| Tributary ${m.protocol.toUpperCase()} | ${(m.messageBytes / 2 ** 20).toFixed(0)} MB | ${m.runs.map((r) => r.peakRssMb.toFixed(0)).join(', ')} | ${m.peakRssMb.toFixed(0)} | ${m.baselinePeakRssMb.toFixed(0)} | ${m.messageCostMb.toFixed(0)} |`,
+      );
+    }
+    out.push('');
+  }
+  if (report.inbox) {
+    const i = report.inbox;
+    out.push(
+      `Inbox of ${i.messages.toLocaleString('en')} messages over ${i.sources} sources (filled in ${fixed(i.fillMs / 1000, 0)} s), pages of ${i.pageSize}:`,
+      '',
+      '| page | offset | in-process p50 / p95 / max ms | whole command median ms (range) | peak RSS MB |',
+      '| --- | --- | --- | --- | --- |',
+    );
+    for (const [label, p] of [
+      ['first', i.first],
+      ['half-way', i.deep],
+      ['last', i.last],
+    ] as const) {
+      out.push(
+        `| ${label} (${p.page}) | ${p.offset} | ${fixed(p.inProcess.p50Ms, 1)} / ${fixed(p.inProcess.p95Ms, 1)} / ${fixed(p.inProcess.maxMs, 1)} | ${fixed(p.command.medianWallMs, 0)} (${fixed(p.command.minWallMs, 0)}-${fixed(p.command.maxWallMs, 0)}) | ${fixed(p.command.medianPeakRssMb, 0)} |`,
+      );
+    }
+    out.push(
+      '',
+      `\`tributary --help\` alone (node start-up and loading the bundle): ${fixed(i.startup.medianWallMs, 0)} ms, ${fixed(i.startup.medianPeakRssMb, 0)} MB.`,
+      `Reading every page in order, mean ms per tenth of the depth: ${i.walk.meanMsByDepthTenth.map((x) => fixed(x, 1)).join(', ')}.`,
+    );
+  }
+  return out.join('\n');
+}
+
+function machine(): string {
+  const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+  return `${os.cpus().length} x ${cpu}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Linux ${os.release()}, node ${process.version}`;
+}
+
+function versions(report: Report): string {
+  const seen = new Map<string, string>();
+  for (const r of report.results) {
+    if (r.version) seen.set(r.name, r.version);
+    else if (r.unavailable) seen.set(r.name, `unavailable: ${r.unavailable}`);
+  }
+  let dovecot = 'unknown';
+  try {
+    dovecot = execFileSync('dovecot', ['--version'], { encoding: 'utf8' }).trim();
+  } catch {
+    // reported as unknown
+  }
+  seen.set('Dovecot (upstream)', dovecot);
+  return [...seen].map(([name, version]) => `- ${name}: ${version}`).join('\n');
+}
+
+function markdownOf(report: Report, file: string): string {
+  const previous = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+  const marker = '<!-- analysis -->';
+  const analysis = previous.includes(marker)
+    ? previous.slice(previous.indexOf(marker))
+    : `${marker}\n\n## What limits Tributary\n\n(to be written after a run)\n`;
+  const s = report.stats;
+  return [
+    '# Benchmarks',
+    '',
+    `Generated by \`${report.command}\` on ${report.started.toISOString().slice(0, 16).replace('T', ' ')} UTC (took ${Math.round((report.finished.getTime() - report.started.getTime()) / 60000)} min).`,
+    `Machine: ${machine()}. Everything ran on this one machine: Dovecot, DynamoDB Local, s3rver, the contenders.`,
+    '',
+    '## Method',
+    '',
+    `- Upstream: a private Dovecot on 127.0.0.1 (IMAPS and POP3S, its own CA), one mailbox of ${s.messages} generated messages (seeded): ${s.small} text/HTML of 2-20 KB, ${s.attachments} with a 50-500 KB attachment, ${s.big} of 2-10 MB; ${(s.bytes / 1e6).toFixed(0)} MB in all, delivered into the Maildir and indexed by Dovecot before the first run.`,
+    '- Each contender: a warm-up run, then ' +
+      `${report.runs} measured full syncs into an empty destination, in alternation (the order rotates each round), each followed by a no-op re-poll (nothing new). Medians and ranges of the ${report.runs}.`,
+    '- Tributary runs with full durability: each message streamed into an S3 object (s3rver) and committed as a DynamoDB item with its counters (DynamoDB Local, in memory), checkpoints, the lease; the CLI from its esbuild bundle (`sync --json`), as a Lambda runs its bundle. Its CPU and RSS are its own process only: DynamoDB Local and s3rver run beside it on the same 2 cores and are not counted. `[in-process]` is the sync as the report times it, without node start-up.',
+    '- Peers keep mail on the server and deliver to local disk; fairness settings in bench/contenders/peers.ts (certificate checked against the CA, no fsync where the tool allows turning it off, fetchmail delivering to a BSMTP file).',
+    '- Ceilings: a bare TLS socket (IMAP: one `UID FETCH 1:* (BODY.PEEK[])`; POP3: every RETR pipelined) and imapflow fetching every body, both storing nothing.',
+    '- 20 ms: every connection goes through a proxy adding 10 ms each way (bench/lib/latency-proxy.ts); "re-poll turns" counts how often the client spoke after the server during the re-poll (the TLS handshake and login included).',
+    '- CPU and peak RSS come from getrusage of the process tree (a python wrapper, bench/lib/measure.ts); `sync` runs between runs so write-back does not spill into the next one.',
+    '',
+    '## Full sync and no-op re-poll',
+    '',
+    syncTable(report),
+    '',
+    '## Targets',
+    '',
+    targetsTable(report),
+    '',
+    '## Memory and inbox reads',
+    '',
+    otherTables(report),
+    '',
+    '## Versions',
+    '',
+    versions(report),
+    '',
+    analysis.trimEnd(),
+    '',
+  ].join('\n');
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
