@@ -52,3 +52,19 @@ export async function measure(command: Command, timeoutMs = 30 * 60_000): Promis
     stderr,
   };
 }
+
+/** CPU time (user + system, ms) the given processes have used so far, from /proc; 0 for one that is gone. */
+export function cpuMsOf(pids: number[]): number {
+  const tick = 1000 / 100; // USER_HZ is 100 on Linux
+  let total = 0;
+  for (const pid of pids) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      total += (Number(fields[11]) + Number(fields[12])) * tick; // utime, stime
+    } catch {
+      // gone
+    }
+  }
+  return total;
+}

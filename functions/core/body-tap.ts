@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import type { Bytes } from './ports';
 
 /**
@@ -8,7 +8,8 @@ import type { Bytes } from './ports';
  */
 export class BodyTap {
   private readonly exact = createHash('sha256');
-  private readonly content = createHash('sha256');
+  /** Forked from `exact` at the first NUL byte; until then both hashes are the same (most mail has no NUL). */
+  private content: Hash | undefined;
   private readonly kept: Buffer[] = [];
   private keptBytes = 0;
   size = 0;
@@ -22,8 +23,12 @@ export class BodyTap {
         ? chunk
         : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
       this.size += buf.length;
+      if (this.content) this.content.update(buf.includes(0) ? mapNul(buf) : buf);
+      else if (buf.includes(0)) {
+        this.content = this.exact.copy();
+        this.content.update(mapNul(buf));
+      }
       this.exact.update(buf);
-      this.content.update(buf.includes(0) ? mapNul(buf) : buf);
       if (this.keptBytes < this.keepBytes) {
         const part = buf.subarray(0, this.keepBytes - this.keptBytes);
         this.kept.push(Buffer.from(part));
@@ -45,7 +50,8 @@ export class BodyTap {
 
   digests(): { sha256: string; contentSha256: string } {
     if (!this.finished) throw new Error('BodyTap: the body was not read to its end');
-    return { sha256: this.exact.digest('hex'), contentSha256: this.content.digest('hex') };
+    const sha256 = this.exact.digest('hex');
+    return { sha256, contentSha256: this.content ? this.content.digest('hex') : sha256 };
   }
 }
 

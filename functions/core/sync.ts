@@ -95,9 +95,12 @@ const HEADER_KEEP_BYTES = 1024 * 1024;
 
 /** Messages stored and committed at once while the next ones download, and the bytes they may hold. */
 const PIPELINE_JOBS = 16;
-const PIPELINE_BYTES = 32 * 1024 * 1024;
-/** Bigger messages are streamed from the connection to S3, not held in memory. */
-const PIPELINE_MESSAGE_BYTES = 1024 * 1024;
+const PIPELINE_BYTES = 48 * 1024 * 1024;
+/**
+ * Bigger messages are streamed from the connection to S3, not held in memory (a 50 MB message costs the same
+ * few MB as a small one); up to this size a message is read whole, so its upload overlaps the next download.
+ */
+const PIPELINE_MESSAGE_BYTES = 16 * 1024 * 1024;
 
 /** Thrown inside a fetch loop to stop it when the time budget is spent. */
 class BudgetSpent extends Error {}
@@ -438,7 +441,7 @@ class SourceRun {
     pipeline: Pipeline,
     announcedSize: number,
     body: Bytes,
-    handle: (body: Bytes) => Promise<void>,
+    handle: (body: Bytes, inMemoryBytes?: number) => Promise<void>,
   ): Promise<void> {
     pipeline.check();
     if (announcedSize > PIPELINE_MESSAGE_BYTES) {
@@ -446,14 +449,18 @@ class SourceRun {
       return;
     }
     const bytes = await collect(body);
-    await pipeline.add(bytes.length, () => handle(bytesOf(bytes)));
+    await pipeline.add(bytes.length, () => handle(bytesOf(bytes), bytes.length));
   }
 
-  /** Streams one message into S3 while hashing it; parses what it kept. Nothing is committed yet. */
+  /**
+   * Streams one message into S3 while hashing it; parses what it kept. Nothing is committed yet. `inMemoryBytes`:
+   * the body is already in memory, that long (the store can send it in one request).
+   */
   private async store(
     upstream: UpstreamId,
     body: Bytes,
     announcedSize: number,
+    inMemoryBytes?: number,
   ): Promise<{ record: MessageRecord; contentSha256: string }> {
     this.checkLease();
     const identity = identityKey(upstream);
@@ -462,7 +469,11 @@ class SourceRun {
     // just enough for its header block. A server that under-announces still only costs the parse limit.
     const parseLimit = this.options.parseLimitBytes ?? 8 * 1024 * 1024;
     const tap = new BodyTap(announcedSize <= parseLimit ? parseLimit : HEADER_KEEP_BYTES);
-    await this.deps.store.put(key, tap.wrap(body), {});
+    await this.deps.store.put(
+      key,
+      tap.wrap(body),
+      inMemoryBytes === undefined ? {} : { size: inMemoryBytes },
+    );
     this.options.onStep?.('stored');
     const { sha256, contentSha256 } = tap.digests();
     const metadata = await this.deps.parser.parse(tap.head(), tap.complete);
@@ -552,9 +563,9 @@ class SourceRun {
     // During a rematch each message is matched against the store before the next: two twins in flight at once
     // could both claim the same stored copy.
     const pipeline = this.pipeline(rematching);
-    const handle = async (uid: number, size: number, body: Bytes) => {
+    const handle = async (uid: number, size: number, body: Bytes, inMemoryBytes?: number) => {
       const upstream = idOf(uid);
-      const { record, contentSha256 } = await this.store(upstream, body, size);
+      const { record, contentSha256 } = await this.store(upstream, body, size, inMemoryBytes);
       if (rematching && (await this.matchExisting(upstream, record, contentSha256))) {
         this.report.skipped++;
       } else {
@@ -568,7 +579,7 @@ class SourceRun {
     try {
       await session.fetchBodies(todo, async (uid, size, body) => {
         if (!this.budgetLeft()) throw new BudgetSpent();
-        await this.handOff(pipeline, size, body, (bytes) => handle(uid, size, bytes));
+        await this.handOff(pipeline, size, body, (bytes, held) => handle(uid, size, bytes, held));
         if (++sinceSave >= every) {
           sinceSave = 0;
           await save(state?.uidNext ?? 1);
@@ -656,9 +667,14 @@ class SourceRun {
     this.progress(fetch.length);
     // After a UIDL reset each message is matched against the store before the next (see syncImapFolder).
     const pipeline = this.pipeline(vanished);
-    const handle = async (number: number, body: Bytes) => {
+    const handle = async (number: number, body: Bytes, inMemoryBytes?: number) => {
       const upstream = this.pop3Upstream.get(number)!;
-      const { record, contentSha256 } = await this.store(upstream, body, sizes.get(number) ?? 0);
+      const { record, contentSha256 } = await this.store(
+        upstream,
+        body,
+        sizes.get(number) ?? 0,
+        inMemoryBytes,
+      );
       if (vanished && (await this.matchReset(upstream, record, contentSha256, listed))) {
         this.report.skipped++;
       } else {
@@ -672,7 +688,9 @@ class SourceRun {
         fetch.map((c) => c.number),
         async (number, body) => {
           if (!this.budgetLeft()) throw new BudgetSpent();
-          await this.handOff(pipeline, sizes.get(number) ?? 0, body, (bytes) => handle(number, bytes));
+          await this.handOff(pipeline, sizes.get(number) ?? 0, body, (bytes, held) =>
+            handle(number, bytes, held),
+          );
         },
       );
     } catch (err) {

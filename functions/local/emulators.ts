@@ -20,6 +20,8 @@ export interface LocalAws {
   bucket: string;
   /** Environment the AWS SDK reads by itself (endpoints, region, the credentials s3rver checks). */
   env: Record<string, string>;
+  /** Process ids of DynamoDB Local and s3rver (the benchmark reads their CPU time). */
+  pids: number[];
   stop(): Promise<void>;
 }
 
@@ -125,7 +127,14 @@ export async function startLocalAws(options: LocalAwsOptions): Promise<LocalAws>
     }
   }
   client.destroy();
-  return { dynamodbEndpoint, s3Endpoint, bucket: options.bucket, env, stop };
+  return {
+    dynamodbEndpoint,
+    s3Endpoint,
+    bucket: options.bucket,
+    env,
+    pids: [ddb.pid, s3.pid].filter((pid): pid is number => pid !== undefined),
+    stop,
+  };
 }
 
 /** Creates the table (with its GSIs) unless it exists. */

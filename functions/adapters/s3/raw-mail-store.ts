@@ -4,11 +4,16 @@ import {
   GetObjectCommand,
   HeadObjectCommand,
   NotFound,
+  PutObjectCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { StorageError, TributaryError } from '../../core/errors';
+import { collect } from '../../core/pipeline';
 import type { Bytes, RawMailStore } from '../../core/ports';
+
+/** Bodies up to this size that are already in memory are sent in a single PutObject. */
+const SINGLE_PUT_BYTES = 16 * 1024 * 1024;
 
 /**
  * Raw messages in S3, streamed: lib-storage sends one PutObject for a small message and a multipart upload for a
@@ -23,6 +28,22 @@ export class S3RawMailStore implements RawMailStore {
 
   async put(key: string, body: Bytes, info: { sha256?: string; size?: number }): Promise<void> {
     try {
+      // A body known to be in memory and small enough goes in one PutObject (a multipart upload of a 10 MB message
+      // is five requests); the bytes are read through `body` all the same, so the caller's hashing still sees them.
+      if (info.size !== undefined && info.size <= SINGLE_PUT_BYTES) {
+        const bytes = await collect(body);
+        await this.s3.send(
+          new PutObjectCommand({
+            Bucket: this.bucket,
+            Key: key,
+            Body: bytes,
+            ContentLength: bytes.length,
+            ContentType: 'message/rfc822',
+            Metadata: info.sha256 ? { sha256: info.sha256 } : undefined,
+          }),
+        );
+        return;
+      }
       await new Upload({
         client: this.s3,
         params: {

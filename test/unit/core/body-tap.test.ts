@@ -32,6 +32,23 @@ describe('BodyTap', () => {
     expect(d.sha256).not.toBe(createHash('sha256').update(imap).digest('hex'));
   });
 
+  it('forks the content hash at the first NUL, in any chunk; without NUL both hashes are one', async () => {
+    const chunks = ['Subject: x\r\n', '\r\nfirst ', 'then \x00 and', ' \x00 again\r\n'].map((c) =>
+      Buffer.from(c, 'latin1'),
+    );
+    const whole = Buffer.concat(chunks);
+    const tap = new BodyTap(4);
+    await drain(tap, chunks);
+    expect(tap.digests()).toEqual({
+      sha256: createHash('sha256').update(whole).digest('hex'),
+      contentSha256: contentSha256(Buffer.from(whole.map((b) => (b === 0 ? 0x80 : b)))),
+    });
+    const clean = new BodyTap(4);
+    await drain(clean, chunks.slice(0, 2));
+    const d = clean.digests();
+    expect(d.contentSha256).toBe(d.sha256);
+  });
+
   it('keeps only the first keepBytes and says the head is incomplete', async () => {
     const tap = new BodyTap(4);
     await drain(tap, [Buffer.from('abc'), Buffer.from('defgh')]);
