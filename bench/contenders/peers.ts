@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { ensurePeerTools, findTool, type PeerTool } from '../lib/install';
@@ -371,15 +372,28 @@ function fetchmail(protocol: 'imap' | 'pop3'): Contender {
 
 // --- getmail6 -------------------------------------------------------------------------------------------------
 
-/** Makes `dir` and every directory above it searchable (o+x) so the unprivileged getmail can reach its work dir. */
+/**
+ * Makes `dir` and the directories above it, up to the temporary directory, searchable (o+x) so the unprivileged
+ * getmail can reach its work dir. Nothing at or above the temporary directory is changed: when one of those is
+ * closed to others, getmail cannot run here, and the error says so.
+ */
 function makeReachable(dir: string): void {
+  const top = path.resolve(os.tmpdir());
   let current = path.resolve(dir);
   for (;;) {
+    const stat = fs.statSync(current);
+    const mine = current !== top && current.startsWith(`${top}${path.sep}`);
+    if ((stat.mode & 0o001) === 0) {
+      if (!mine) {
+        throw new Error(
+          `getmail runs as nobody and cannot reach ${dir}: ${current} is not searchable by others (set TMPDIR to a directory that is)`,
+        );
+      }
+      fs.chmodSync(current, (stat.mode & 0o7777) | 0o001);
+    }
     const parent = path.dirname(current);
     if (parent === current) break;
     current = parent;
-    const stat = fs.statSync(current);
-    if ((stat.mode & 0o001) === 0) fs.chmodSync(current, (stat.mode & 0o7777) | 0o001);
   }
 }
 
