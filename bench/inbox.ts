@@ -16,6 +16,7 @@ import { TABLE } from '../functions/adapters/dynamodb/table';
 import { sha256Hex } from '../functions/core/body-tap';
 import { identityKey, type MessageRecord, type UpstreamId } from '../functions/core/model';
 import { rawObjectKey } from '../functions/core/sync';
+import { mulberry32 } from '../test/support/corpus';
 import type { Lab } from './lib/lab';
 import { measure } from './lib/measure';
 import type { Measurement } from './lib/types';
@@ -103,16 +104,10 @@ const SOURCES: SourceSpec[] = [
 const NEWEST = Date.parse('2026-11-20T18:00:00Z');
 const SPAN_MS = 5 * 365 * 24 * 3600 * 1000;
 
-/** mulberry32: a small deterministic PRNG, so every run fills the same store. */
+/** A small deterministic PRNG in [0, 1), so every run fills the same store (the corpus generator's mulberry32). */
 function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
+  return () => next() / 4294967296;
 }
 
 const WORDS = (
