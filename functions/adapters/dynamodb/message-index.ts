@@ -26,6 +26,7 @@ import type { InboxUsage, StoredCopy } from '../../core/policies';
 import type { Lease, MessageIndex } from '../../core/ports';
 import { keys } from './keys';
 import { TABLE } from './table';
+import { GroupCommitter, KeyedSerialQueue } from './write-queue';
 
 type Item = Record<string, unknown>;
 type TransactItems = NonNullable<TransactWriteCommandInput['TransactItems']>;
@@ -36,6 +37,34 @@ const TRANSACT_MAX = 100;
 /** Concurrent BatchGet calls of one lookup, and how often unprocessed keys are asked for again. */
 const BATCH_GET_PARALLEL = 4;
 const BATCH_GET_RETRIES = 8;
+/**
+ * Messages of one source committed in one transaction: two items each, plus the counters and the lease check, well
+ * under 100 items; with metadata capped at 64 KB a message, well under the 4 MB a transaction may carry.
+ */
+const COMMIT_GROUP_MAX = 25;
+/** A transaction cancelled by a conflict with another one on the same item is tried again this often. */
+const CONFLICT_RETRIES = 6;
+
+interface PendingCommit {
+  lease: Lease;
+  record: MessageRecord;
+}
+
+/** A write cancelled only because another transaction held one of its items (and nothing else failed). */
+function isConflict(err: unknown): boolean {
+  if (err instanceof TransactionCanceledException) {
+    const reasons = err.CancellationReasons ?? [];
+    return (
+      reasons.some((r) => r.Code === 'TransactionConflict') &&
+      reasons.every((r) => !r.Code || r.Code === 'None' || r.Code === 'TransactionConflict')
+    );
+  }
+  return (err as { name?: string } | undefined)?.name === 'TransactionConflictException';
+}
+
+function conflictDelayMs(attempt: number): number {
+  return Math.min(1000, 20 * 2 ** attempt) * (0.5 + Math.random() / 2);
+}
 
 export interface SourceSummary {
   sourceId: string;
@@ -60,6 +89,14 @@ export interface SourceSummary {
  * ConditionCheck on the lease's fencing number.
  */
 export class DynamoMessageIndex implements MessageIndex {
+  /** Every fenced write of a source, one at a time (they all touch its lease item). */
+  private readonly queue = new KeyedSerialQueue();
+  private readonly commits = new GroupCommitter<PendingCommit, 'committed' | 'exists'>(
+    this.queue,
+    COMMIT_GROUP_MAX,
+    (entries) => this.commitGroup(entries),
+  );
+
   constructor(
     private readonly db: DynamoDBDocumentClient,
     private readonly tableName: string,
@@ -85,14 +122,19 @@ export class DynamoMessageIndex implements MessageIndex {
       const a = out.Attributes ?? {};
       return { sourceId, holder, fence: Number(a.fence), expiresAt: Number(a.leaseUntil) };
     } catch (err) {
-      if (err instanceof ConditionalCheckFailedException) return undefined;
+      // A conflict means another holder's transaction is checking the lease right now: it is held.
+      if (err instanceof ConditionalCheckFailedException || isConflict(err)) return undefined;
       throw new StorageError(`could not take the lease of source ${sourceId}: ${(err as Error).message}`, {
         cause: err,
       });
     }
   }
 
-  async renewLease(lease: Lease, ttlMs: number, now: number): Promise<Lease> {
+  renewLease(lease: Lease, ttlMs: number, now: number): Promise<Lease> {
+    return this.queue.run(lease.sourceId, () => this.renew(lease, ttlMs, now));
+  }
+
+  private async renew(lease: Lease, ttlMs: number, now: number): Promise<Lease> {
     try {
       await this.db.send(
         new UpdateCommand({
@@ -110,7 +152,11 @@ export class DynamoMessageIndex implements MessageIndex {
     }
   }
 
-  async releaseLease(lease: Lease): Promise<void> {
+  releaseLease(lease: Lease): Promise<void> {
+    return this.queue.run(lease.sourceId, () => this.release(lease));
+  }
+
+  private async release(lease: Lease): Promise<void> {
     try {
       await this.db.send(
         new UpdateCommand({
@@ -205,10 +251,82 @@ export class DynamoMessageIndex implements MessageIndex {
     return out;
   }
 
-  async commitMessage(lease: Lease, record: MessageRecord): Promise<'committed' | 'exists'> {
+  /**
+   * Messages of one source that are committed while another commit of that source is in flight wait for it and
+   * then commit together, in one transaction (see commitGroup); the caller sees its own message's outcome.
+   */
+  commitMessage(lease: Lease, record: MessageRecord): Promise<'committed' | 'exists'> {
+    return this.commits.add(lease.sourceId, { lease, record });
+  }
+
+  /**
+   * One transaction for up to COMMIT_GROUP_MAX messages of one lease: each message's item (conditional on its
+   * identity being new) and content-hash entry, the counters raised by their sum, the lease check. A message
+   * found already committed drops out and the rest are tried again, so the counters count each message once.
+   */
+  private async commitGroup(entries: PendingCommit[]): Promise<Array<'committed' | 'exists' | Error>> {
+    const outcomes = new Array<'committed' | 'exists' | Error>(entries.length);
+    // Entries of one source under another lease (a stale holder in the same process) are never mixed in.
+    const lease = entries[0]!.lease;
+    let live: number[] = [];
+    entries.forEach((e, i) => {
+      if (e.lease.holder === lease.holder && e.lease.fence === lease.fence) live.push(i);
+      else outcomes[i] = new LeaseLostError(e.lease.sourceId);
+    });
+    for (let conflicts = 0; live.length > 0;) {
+      const records = live.map((i) => entries[i]!.record);
+      const items: TransactItems = [
+        ...records.flatMap((r) => this.messageItems(r)),
+        {
+          Update: {
+            TableName: this.tableName,
+            Key: { PK: keys.sourcePk(lease.sourceId), SK: keys.statsSk },
+            UpdateExpression: 'ADD messages :n, bytes :size',
+            ExpressionAttributeValues: {
+              ':n': records.length,
+              ':size': records.reduce((sum, r) => sum + r.object.size, 0),
+            },
+          },
+        },
+        this.leaseCheck(lease),
+      ];
+      try {
+        await this.db.send(new TransactWriteCommand({ TransactItems: items }));
+        for (const i of live) outcomes[i] = 'committed';
+        return outcomes;
+      } catch (err) {
+        const reasons = err instanceof TransactionCanceledException ? (err.CancellationReasons ?? []) : [];
+        const failed = (k: number) => reasons[k]?.Code === 'ConditionalCheckFailed';
+        if (failed(items.length - 1)) {
+          for (const i of live) outcomes[i] = new LeaseLostError(lease.sourceId);
+          return outcomes;
+        }
+        const exists = live.filter((_, k) => failed(2 * k));
+        if (exists.length > 0) {
+          for (const i of exists) outcomes[i] = 'exists';
+          live = live.filter((i) => !exists.includes(i));
+          continue;
+        }
+        if (isConflict(err) && conflicts < CONFLICT_RETRIES) {
+          await sleep(conflictDelayMs(conflicts++));
+          continue;
+        }
+        const error = new StorageError(
+          `DynamoDB could not commit ${records.length} message(s) of source ${lease.sourceId}: ${(err as Error).message}`,
+          { cause: err },
+        );
+        for (const i of live) outcomes[i] = error;
+        return outcomes;
+      }
+    }
+    return outcomes;
+  }
+
+  /** A message's item (conditional on its identity being new) and its content-hash entry. */
+  private messageItems(record: MessageRecord): TransactItems {
     const pk = keys.sourcePk(record.sourceId);
     const inboxSk = keys.inboxSk(record.sortDate, record.sourceId, record.identity);
-    return this.transact(lease, [
+    return [
       {
         Put: {
           TableName: this.tableName,
@@ -236,16 +354,7 @@ export class DynamoMessageIndex implements MessageIndex {
           },
         },
       },
-      {
-        Update: {
-          TableName: this.tableName,
-          Key: { PK: pk, SK: keys.statsSk },
-          UpdateExpression: 'ADD messages :one, bytes :size',
-          ExpressionAttributeValues: { ':one': 1, ':size': record.object.size },
-        },
-      },
-      this.leaseCheck(lease),
-    ]);
+    ];
   }
 
   async commitAlias(
@@ -289,25 +398,48 @@ export class DynamoMessageIndex implements MessageIndex {
     items: TransactItems,
     firstIsNovelty: boolean,
   ): Promise<'committed' | 'exists'> {
-    try {
-      await this.db.send(new TransactWriteCommand({ TransactItems: items }));
-      return 'committed';
-    } catch (err) {
-      if (err instanceof TransactionCanceledException) {
-        const reasons = err.CancellationReasons ?? [];
-        if (reasons[reasons.length - 1]?.Code === 'ConditionalCheckFailed')
-          throw new LeaseLostError(lease.sourceId);
-        if (firstIsNovelty && reasons[0]?.Code === 'ConditionalCheckFailed') return 'exists';
-        const failed = reasons.findIndex((r) => r.Code === 'ConditionalCheckFailed');
-        if (failed >= 0) {
-          throw new StorageError(
-            `DynamoDB write refused for source ${lease.sourceId}: the item ${sortKeyOf(items[failed])} is not in the expected state`,
-            { cause: err },
-          );
+    return this.queue.run(lease.sourceId, async () => {
+      for (let conflicts = 0; ; conflicts++) {
+        try {
+          await this.db.send(new TransactWriteCommand({ TransactItems: items }));
+          return 'committed';
+        } catch (err) {
+          const outcome = this.fencedFailure(lease, items, firstIsNovelty, err);
+          if (outcome === 'exists') return outcome;
+          if (outcome === 'conflict' && conflicts < CONFLICT_RETRIES) {
+            await sleep(conflictDelayMs(conflicts));
+            continue;
+          }
+          throw outcome === 'conflict'
+            ? new StorageError(`DynamoDB write failed: ${(err as Error).message}`, { cause: err })
+            : outcome;
         }
       }
-      throw new StorageError(`DynamoDB write failed: ${(err as Error).message}`, { cause: err });
+    });
+  }
+
+  /** What a failed fenced write means: 'exists', 'conflict' (worth another try) or the error to throw. */
+  private fencedFailure(
+    lease: Lease,
+    items: TransactItems,
+    firstIsNovelty: boolean,
+    err: unknown,
+  ): 'exists' | 'conflict' | Error {
+    if (err instanceof TransactionCanceledException) {
+      const reasons = err.CancellationReasons ?? [];
+      if (reasons[reasons.length - 1]?.Code === 'ConditionalCheckFailed')
+        return new LeaseLostError(lease.sourceId);
+      if (firstIsNovelty && reasons[0]?.Code === 'ConditionalCheckFailed') return 'exists';
+      const failed = reasons.findIndex((r) => r.Code === 'ConditionalCheckFailed');
+      if (failed >= 0) {
+        return new StorageError(
+          `DynamoDB write refused for source ${lease.sourceId}: the item ${sortKeyOf(items[failed])} is not in the expected state`,
+          { cause: err },
+        );
+      }
     }
+    if (isConflict(err)) return 'conflict';
+    return new StorageError(`DynamoDB write failed: ${(err as Error).message}`, { cause: err });
   }
 
   async lookup(sourceId: string, identities: string[]): Promise<Map<string, StoredCopy>> {

@@ -1,27 +1,16 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { DynamoMessageIndex } from '../../../functions/adapters/dynamodb/message-index';
 import { TributaryError } from '../../../functions/core/errors';
-import { identityKey, type MessageRecord } from '../../../functions/core/model';
+import type { MessageRecord } from '../../../functions/core/model';
 import { makeAwsClients } from '../../../functions/shared/aws-clients';
+import { messageRecord } from '../../support/records';
 
 const aws = makeAwsClients();
 const index = new DynamoMessageIndex(aws.documents, process.env.TRIBUTARY_TEST_TABLE!);
 afterAll(() => aws.dynamodb.destroy());
 
 function record(sourceId: string, uid: number, sortDate: string): MessageRecord {
-  const upstream = { kind: 'imap', folder: 'INBOX', uidValidity: '9', uid } as const;
-  const sha = createHash('sha256').update(`${sourceId}/${uid}`).digest('hex');
-  return {
-    sourceId,
-    identity: identityKey(upstream),
-    upstream,
-    object: { key: `raw/${sourceId}/${sha}`, size: 10, sha256: sha, contentSha256: sha },
-    metadata: { to: [], cc: [], snippet: '', hasAttachments: false, attachments: [], parse: 'full' },
-    fetchedAt: sortDate,
-    sortDate,
-    seen: false,
-    flagged: false,
-  };
+  return { ...messageRecord(sourceId, uid, Date.parse(sortDate), 10), fetchedAt: sortDate, sortDate };
 }
 
 describe('inbox pages', () => {

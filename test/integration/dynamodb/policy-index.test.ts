@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { keys } from '../../../functions/adapters/dynamodb/keys';
 import { DynamoMessageIndex } from '../../../functions/adapters/dynamodb/message-index';
@@ -8,6 +8,7 @@ import { identityKey, type AuditRecord, type MessageRecord } from '../../../func
 import type { StoredCopy } from '../../../functions/core/policies';
 import type { Lease } from '../../../functions/core/ports';
 import { makeAwsClients } from '../../../functions/shared/aws-clients';
+import { messageRecord } from '../../support/records';
 
 const aws = makeAwsClients();
 const TableName = process.env.TRIBUTARY_TEST_TABLE!;
@@ -31,27 +32,7 @@ async function takeLease(sourceId: string): Promise<Lease> {
 }
 
 function message(sourceId: string, uid: number, size = 100 * uid): MessageRecord {
-  const upstream = { kind: 'imap', folder: 'INBOX', uidValidity: '7', uid } as const;
-  const sha = createHash('sha256').update(`${sourceId}/${uid}`).digest('hex');
-  return {
-    sourceId,
-    identity: identityKey(upstream),
-    upstream,
-    object: { key: `raw/${sourceId}/${sha}`, size, sha256: sha, contentSha256: sha },
-    metadata: {
-      subject: `message ${uid}`,
-      to: [],
-      cc: [],
-      snippet: '',
-      hasAttachments: false,
-      attachments: [],
-      parse: 'full',
-    },
-    fetchedAt: iso(T0 + uid * 1000),
-    sortDate: iso(T0 - uid * HOUR),
-    seen: false,
-    flagged: false,
-  };
+  return messageRecord(sourceId, uid, T0, size);
 }
 
 async function commit(lease: Lease, uid: number): Promise<MessageRecord> {
