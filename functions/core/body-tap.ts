@@ -12,6 +12,7 @@ export class BodyTap {
   private content: Hash | undefined;
   private readonly kept: Buffer[] = [];
   private keptBytes = 0;
+  private result: { sha256: string; contentSha256: string } | undefined;
   size = 0;
   finished = false;
 
@@ -50,8 +51,11 @@ export class BodyTap {
 
   digests(): { sha256: string; contentSha256: string } {
     if (!this.finished) throw new Error('BodyTap: the body was not read to its end');
-    const sha256 = this.exact.digest('hex');
-    return { sha256, contentSha256: this.content ? this.content.digest('hex') : sha256 };
+    if (!this.result) {
+      const sha256 = this.exact.digest('hex');
+      this.result = { sha256, contentSha256: this.content ? this.content.digest('hex') : sha256 };
+    }
+    return this.result;
   }
 }
 

@@ -469,11 +469,14 @@ class SourceRun {
     // just enough for its header block. A server that under-announces still only costs the parse limit.
     const parseLimit = this.options.parseLimitBytes ?? 8 * 1024 * 1024;
     const tap = new BodyTap(announcedSize <= parseLimit ? parseLimit : HEADER_KEEP_BYTES);
-    await this.deps.store.put(
-      key,
-      tap.wrap(body),
-      inMemoryBytes === undefined ? {} : { size: inMemoryBytes },
-    );
+    if (inMemoryBytes === undefined) {
+      await this.deps.store.put(key, tap.wrap(body), {});
+    } else {
+      // In memory already: hash it first, so the store can send the hash along (S3 signs and checks it instead
+      // of hashing the body again).
+      const bytes = await collect(tap.wrap(body));
+      await this.deps.store.put(key, bytesOf(bytes), { size: bytes.length, sha256: tap.digests().sha256 });
+    }
     this.options.onStep?.('stored');
     const { sha256, contentSha256 } = tap.digests();
     const metadata = await this.deps.parser.parse(tap.head(), tap.complete);

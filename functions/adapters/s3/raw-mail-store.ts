@@ -32,16 +32,18 @@ export class S3RawMailStore implements RawMailStore {
       // is five requests); the bytes are read through `body` all the same, so the caller's hashing still sees them.
       if (info.size !== undefined && info.size <= SINGLE_PUT_BYTES) {
         const bytes = await collect(body);
-        await this.s3.send(
-          new PutObjectCommand({
-            Bucket: this.bucket,
-            Key: key,
-            Body: bytes,
-            ContentLength: bytes.length,
-            ContentType: 'message/rfc822',
-            Metadata: info.sha256 ? { sha256: info.sha256 } : undefined,
-          }),
-        );
+        const command = new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Body: bytes,
+          ContentLength: bytes.length,
+          ContentType: 'message/rfc822',
+          Metadata: info.sha256 ? { sha256: info.sha256 } : undefined,
+          // S3 checks the body against the hash we computed while reading it from the server, end to end.
+          ChecksumSHA256: info.sha256 ? Buffer.from(info.sha256, 'hex').toString('base64') : undefined,
+        });
+        if (info.sha256) signWithKnownHash(command, info.sha256);
+        await this.s3.send(command);
         return;
       }
       await new Upload({
@@ -85,4 +87,19 @@ export class S3RawMailStore implements RawMailStore {
   async delete(key: string): Promise<void> {
     await this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
   }
+}
+
+/**
+ * SigV4 signs a hash of the payload; the signer hashes the body itself unless the request already carries
+ * `x-amz-content-sha256`. We know that hash (the caller computed it while reading the message), so we set it.
+ */
+function signWithKnownHash(command: PutObjectCommand, sha256Hex: string): void {
+  command.middlewareStack.add(
+    (next) => (args) => {
+      const request = args.request as { headers?: Record<string, string> } | undefined;
+      if (request?.headers) request.headers['x-amz-content-sha256'] = sha256Hex;
+      return next(args);
+    },
+    { step: 'build', name: 'tributaryKnownPayloadHash' },
+  );
 }
