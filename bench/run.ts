@@ -25,6 +25,7 @@ import { startLatencyProxy, type LatencyProxy } from './lib/latency-proxy';
 import { cpuMsOf, measure } from './lib/measure';
 import type { Contender, Measurement, Upstream } from './lib/types';
 import { benchMemory, type MemoryFigures } from './memory';
+import type { LocalAws } from '../functions/local/emulators';
 
 interface RunFigures {
   full: Measurement;
@@ -32,8 +33,8 @@ interface RunFigures {
   /** Tributary only: the sync's own duration as its report gives it (no process start-up). */
   inProcessFullMs?: number;
   inProcessRepollMs?: number;
-  /** CPU the local stand-ins for S3 and DynamoDB used during the full sync (ms). */
-  standInCpuMs: number;
+  /** CPU time of the stand-ins during the full sync: DynamoDB Local and s3rver. */
+  standInCpuMs: { dynamodb: number; s3: number };
   /** 20 ms runs: how often the client spoke after the server during the re-poll (TLS handshake and login included). */
   repollTurns?: number;
 }
@@ -106,15 +107,20 @@ async function runContender(
   result: ContenderResult,
   record: boolean,
   proxies: LatencyProxy[],
-  standIns: number[],
+  standIns: LocalAws['pids'],
 ): Promise<void> {
   const turns = () => proxies.reduce((n, p) => n + p.turns, 0);
   await contender.reset(upstream, workDir);
   await contender.beforeRun?.(upstream, workDir, 'full');
   settleDisk();
-  const standInsBefore = cpuMsOf(standIns);
+  const standInCpu = () => ({ dynamodb: cpuMsOf([standIns.dynamodb]), s3: cpuMsOf([standIns.s3]) });
+  const standInsBefore = standInCpu();
   const full = await measure(await contender.command(upstream, workDir));
-  const standInCpuMs = cpuMsOf(standIns) - standInsBefore;
+  const standInsAfter = standInCpu();
+  const standInCpuMs = {
+    dynamodb: standInsAfter.dynamodb - standInsBefore.dynamodb,
+    s3: standInsAfter.s3 - standInsBefore.s3,
+  };
   const got = await contender.delivered(workDir);
   const failures: string[] = [];
   if (full.exitCode !== 0) failures.push(`full sync exit ${full.exitCode}: ${lastLines(full)}`);
@@ -330,7 +336,8 @@ function summarize(r: ContenderResult, stats: BenchCorpusStats) {
     msgPerS: stats.messages / (wall / 1000),
     mbPerS: stats.bytes / 1e6 / (wall / 1000),
     cpu: median(r.runs.map((x) => x.full.userMs + x.full.sysMs)),
-    standInCpu: median(r.runs.map((x) => x.standInCpuMs)),
+    dynamodbCpu: median(r.runs.map((x) => x.standInCpuMs.dynamodb)),
+    s3Cpu: median(r.runs.map((x) => x.standInCpuMs.s3)),
     rss: Math.max(...r.runs.map((x) => x.full.peakRssKb)) / 1024,
     repoll: median(r.runs.map((x) => x.repoll?.wallMs ?? NaN)),
     inProcessFull: median(r.runs.map((x) => x.inProcessFullMs ?? NaN)),
@@ -343,7 +350,7 @@ const fixed = (x: number, digits: number) => (Number.isFinite(x) ? x.toFixed(dig
 
 function syncTable(report: Report): string {
   const rows = [
-    '| network | contender | wall s, median (range) | msg/s | MB/s | CPU s (+ S3/DynamoDB stand-ins) | peak RSS MB | no-op re-poll ms | re-poll turns |',
+    '| network | contender | wall s, median (range) | msg/s | MB/s | CPU s (+ DynamoDB Local + s3rver) | peak RSS MB | no-op re-poll ms | re-poll turns |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const r of report.results) {
@@ -362,7 +369,7 @@ function syncTable(report: Report): string {
     const repollInProcess = Number.isFinite(s.inProcessRepoll) ? ` [${fixed(s.inProcessRepoll, 0)}]` : '';
     const failed = r.failures.length ? ` (**${r.failures.length} failed run(s)**)` : '';
     rows.push(
-      `| ${r.network} | ${r.name}${failed} | ${fixed(s.wall / 1000, 2)} (${fixed(s.min / 1000, 2)}-${fixed(s.max / 1000, 2)})${inProcess} | ${fixed(s.msgPerS, 0)} | ${fixed(s.mbPerS, 1)} | ${fixed(s.cpu / 1000, 2)}${s.standInCpu > 500 ? ` (+ ${fixed(s.standInCpu / 1000, 1)})` : ''} | ${fixed(s.rss, 0)} | ${fixed(s.repoll, 0)}${repollInProcess} | ${fixed(s.turns, 0)} |`,
+      `| ${r.network} | ${r.name}${failed} | ${fixed(s.wall / 1000, 2)} (${fixed(s.min / 1000, 2)}-${fixed(s.max / 1000, 2)})${inProcess} | ${fixed(s.msgPerS, 0)} | ${fixed(s.mbPerS, 1)} | ${fixed(s.cpu / 1000, 2)}${s.dynamodbCpu + s.s3Cpu > 500 ? ` (+ ${fixed(s.dynamodbCpu / 1000, 1)} + ${fixed(s.s3Cpu / 1000, 1)})` : ''} | ${fixed(s.rss, 0)} | ${fixed(s.repoll, 0)}${repollInProcess} | ${fixed(s.turns, 0)} |`,
     );
   }
   return rows.join('\n');

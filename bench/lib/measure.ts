@@ -54,10 +54,11 @@ export async function measure(command: Command, timeoutMs = 30 * 60_000): Promis
 }
 
 /** CPU time (user + system, ms) the given processes have used so far, from /proc; 0 for one that is gone. */
-export function cpuMsOf(pids: number[]): number {
+export function cpuMsOf(pids: Array<number | undefined>): number {
   const tick = 1000 / 100; // USER_HZ is 100 on Linux
   let total = 0;
   for (const pid of pids) {
+    if (pid === undefined) continue;
     try {
       const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');

@@ -21,7 +21,7 @@ export interface LocalAws {
   /** Environment the AWS SDK reads by itself (endpoints, region, the credentials s3rver checks). */
   env: Record<string, string>;
   /** Process ids of DynamoDB Local and s3rver (the benchmark reads their CPU time). */
-  pids: number[];
+  pids: { dynamodb?: number; s3?: number };
   stop(): Promise<void>;
 }
 
@@ -132,7 +132,7 @@ export async function startLocalAws(options: LocalAwsOptions): Promise<LocalAws>
     s3Endpoint,
     bucket: options.bucket,
     env,
-    pids: [ddb.pid, s3.pid].filter((pid): pid is number => pid !== undefined),
+    pids: { dynamodb: ddb.pid, s3: s3.pid },
     stop,
   };
 }
