@@ -106,18 +106,41 @@ for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+
  * trailing character gives nothing).
  */
 export function base64DecodedSize(buf: Buffer, from: number, to: number): number {
+  if (to - from >= NATIVE_MIN_BYTES && oneUnitWithoutUrlChars(buf, from, to)) {
+    // Node's decoder skips what is not in the alphabet and decodes a partial last group as postal-mime does; it
+    // differs only on '=' inside the text (it stops there) and on '-' and '_' (base64url), excluded above.
+    return Buffer.from(buf.toString('latin1', from, to), 'base64').length;
+  }
   let bytes = 0;
   let unit = 0;
-  const flush = () => {
-    const n = unit % 4 === 1 ? unit - 1 : unit;
-    bytes += Math.floor(n / 4) * 3 + (n % 4 ? (n % 4) - 1 : 0);
-    unit = 0;
-  };
   for (let i = from; i < to; i++) {
     const c = buf[i]!;
-    if (BASE64[c]) unit++;
-    else if (c === EQUALS) flush();
+    if (BASE64[c] === 1) unit++;
+    else if (c === EQUALS) {
+      bytes += unitBytes(unit);
+      unit = 0;
+    }
   }
-  flush();
-  return bytes;
+  return bytes + unitBytes(unit);
+}
+
+/** Below this, the byte loop is as fast as native decoding (about 3 ns a byte against 0.5). */
+const NATIVE_MIN_BYTES = 4096;
+const DASH = 0x2d;
+const UNDERSCORE = 0x5f;
+
+/** No '-' or '_', and no alphabet character after the first '=' (padding only at the end). */
+function oneUnitWithoutUrlChars(buf: Buffer, from: number, to: number): boolean {
+  const within = (at: number) => at !== -1 && at < to;
+  if (within(buf.indexOf(DASH, from)) || within(buf.indexOf(UNDERSCORE, from))) return false;
+  const eq = buf.indexOf(EQUALS, from);
+  if (!within(eq)) return true;
+  for (let i = eq; i < to; i++) if (BASE64[buf[i]!] === 1) return false;
+  return true;
+}
+
+/** Bytes a unit of n base64 characters decodes to (a lone trailing character gives nothing). */
+function unitBytes(unit: number): number {
+  const n = unit % 4 === 1 ? unit - 1 : unit;
+  return Math.floor(n / 4) * 3 + (n % 4 ? (n % 4) - 1 : 0);
 }
