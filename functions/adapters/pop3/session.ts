@@ -105,6 +105,8 @@ class NodePop3Session implements Pop3Session {
   private broken: UpstreamError | undefined;
   private closed = false;
   private queue: Promise<unknown> = Promise.resolve();
+  /** UIDL and LIST answers read right after login (PIPELINING), for the first list(). */
+  private prefetched: { uidl: string | Pop3Refusal; list: string | Pop3Refusal } | undefined;
   /** The sizes of the last LIST, by message number: what RETR is held to. */
   private listed = new Map<number, number>();
 
@@ -168,7 +170,17 @@ class NodePop3Session implements Pop3Session {
       this.capabilities = await this.capa(); // RFC 2595: forget what was learnt before TLS
     }
     await this.login(password);
-    this.capabilities = await this.capa(); // RFC 2449: TRANSACTION state may offer more (PIPELINING, UIDL)
+    // RFC 2449: TRANSACTION state may offer more (PIPELINING, UIDL). A server that offers PIPELINING already
+    // takes CAPA, UIDL and LIST in one write: after login a poll then costs one round trip instead of three, and
+    // the listing (the next thing every run asks for) is kept for list().
+    if (this.capabilities.includes('PIPELINING')) {
+      this.write('CAPA\r\nUIDL\r\nLIST\r\n');
+      this.capabilities = await this.readCapa();
+      const uidl = await this.readListing('UIDL');
+      this.prefetched = { uidl, list: await this.readListing('LIST') };
+    } else {
+      this.capabilities = await this.capa();
+    }
   }
 
   stat(): Promise<{ count: number; octets: number }> {
@@ -182,17 +194,18 @@ class NodePop3Session implements Pop3Session {
 
   list(): Promise<Pop3Listing[]> {
     return this.run('UIDL and LIST', async () => {
+      const prefetched = this.prefetched;
+      this.prefetched = undefined; // the maildrop of this session does not change, but DELE changes the listing
       let uidls: Map<number, string> | undefined;
-      try {
-        const [, stream] = await this.nodeCommand('multi', 'UIDL');
+      const uidlText = prefetched ? prefetched.uidl : await this.nodeListing('UIDL');
+      if (typeof uidlText === 'string') {
         uidls = new Map();
-        for (const [n, uidl] of this.parseListing(await readAll(stream), 'UIDL')) uidls.set(n, uidl);
-      } catch (err) {
-        if (!(err instanceof Pop3Refusal)) throw err; // no UIDL: the caller falls back to TOP hashes
-      }
-      const [, stream] = await this.nodeCommand('multi', 'LIST');
+        for (const [n, uidl] of this.parseListing(uidlText, 'UIDL')) uidls.set(n, uidl);
+      } // else no UIDL: the caller falls back to TOP hashes
+      const listText = prefetched ? prefetched.list : await this.nodeListing('LIST');
+      if (typeof listText !== 'string') throw listText;
       const out: Pop3Listing[] = [];
-      for (const [number, size] of this.parseListing(await readAll(stream), 'LIST')) {
+      for (const [number, size] of this.parseListing(listText, 'LIST')) {
         if (!/^\d+$/.test(size))
           throw this.reader.protocolError('a LIST line without a size', [Buffer.from(size)]);
         const uidl = uidls?.get(number);
@@ -285,6 +298,7 @@ class NodePop3Session implements Pop3Session {
 
   dele(number: number): Promise<void> {
     checkNumber(number);
+    this.prefetched = undefined;
     return this.run(`DELE ${number}`, async () => {
       await this.nodeCommand('line', 'DELE', number);
     });
@@ -397,10 +411,36 @@ class NodePop3Session implements Pop3Session {
     return await pending;
   }
 
+  /** A UIDL or LIST through node-pop3: the listing's text, or the server's refusal. */
+  private async nodeListing(command: 'UIDL' | 'LIST'): Promise<string | Pop3Refusal> {
+    try {
+      const [, stream] = await this.nodeCommand('multi', command);
+      return await readAll(stream);
+    } catch (err) {
+      if (err instanceof Pop3Refusal) return err;
+      throw err;
+    }
+  }
+
+  /** The answer to a UIDL or LIST written by us (pipelined): the listing's text, or the server's refusal. */
+  private async readListing(command: 'UIDL' | 'LIST'): Promise<string | Pop3Refusal> {
+    this.stage = `the answer to ${command}`;
+    const status = await this.reader.readStatus();
+    if (!status.ok) return new Pop3Refusal(command, status.text);
+    // Raw, so an endless or oversized listing fails at once (readBody would read it to its end to stay in step);
+    // listing lines start with a digit, so there is nothing to un-stuff, only the terminator to drop.
+    const text = (await this.reader.readRawBody(MAX_LISTING_BYTES)).toString('latin1');
+    return text.endsWith('.\r\n') ? text.slice(0, -3) : text;
+  }
+
   /** CAPA is read by us: node-pop3 does not know it is a multi-line command. */
   private async capa(): Promise<string[]> {
-    this.stage = 'the answer to CAPA';
     this.write('CAPA\r\n');
+    return this.readCapa();
+  }
+
+  private async readCapa(): Promise<string[]> {
+    this.stage = 'the answer to CAPA';
     const status = await this.reader.readStatus();
     if (!status.ok) return [];
     const body = await this.reader.readBody(MAX_CAPA_BYTES);

@@ -31,6 +31,8 @@ export interface FakeServer {
   port: number;
   /** Every command line received, in order (PASS included: the fake is the server). */
   received: string[];
+  /** For each line of `received`, the number of the TCP read it completed in: lines sent in one write share it. */
+  arrivals: number[];
   /** Most RETR commands outstanding at once as the server saw it (1 = one at a time, more = pipelined). */
   maxRetrAhead: number;
   /** The server side of the last connection, to look at its write buffer. */
@@ -73,6 +75,7 @@ export async function startFakePop3(options: FakeOptions): Promise<FakeServer> {
   const fake: FakeServer = {
     port: 0,
     received: [],
+    arrivals: [],
     maxRetrAhead: 0,
     deleted: new Set(),
     close: async () => {
@@ -81,6 +84,7 @@ export async function startFakePop3(options: FakeOptions): Promise<FakeServer> {
     },
   };
 
+  let reads = 0;
   const server = net.createServer((socket) => {
     sockets.add(socket);
     fake.lastSocket = socket;
@@ -140,12 +144,14 @@ export async function startFakePop3(options: FakeOptions): Promise<FakeServer> {
 
     let input = '';
     socket.on('data', (chunk: Buffer) => {
+      reads++;
       input += chunk.toString('latin1');
       let eol: number;
       while ((eol = input.indexOf('\r\n')) >= 0) {
         const line = input.slice(0, eol);
         input = input.slice(eol + 2);
         fake.received.push(line);
+        fake.arrivals.push(reads);
         const [verb = '', arg1, arg2] = line.split(' ');
         if (verb.toUpperCase() === 'RETR')
           fake.maxRetrAhead = Math.max(fake.maxRetrAhead, unfinishedRetr + 1);
@@ -173,13 +179,21 @@ export async function startFakePop3(options: FakeOptions): Promise<FakeServer> {
             send(`+OK ${options.messages.length} ${size}\r\n`);
             break;
           }
-          case 'UIDL':
-            send(`+OK\r\n${options.messages.map((_, i) => `${i + 1} uid-${i + 1}\r\n`).join('')}.\r\n`);
+          case 'UIDL': // messages marked deleted in this session are not listed (RFC 1939)
+            send(
+              `+OK\r\n${options.messages
+                .map((_, i) => (deletedThisSession.has(i + 1) ? '' : `${i + 1} uid-${i + 1}\r\n`))
+                .join('')}.\r\n`,
+            );
             break;
           case 'LIST':
             send(
               `+OK\r\n${options.messages
-                .map((m, i) => `${i + 1} ${options.announcedSize?.(i + 1, m.length) ?? m.length}\r\n`)
+                .map((m, i) =>
+                  deletedThisSession.has(i + 1)
+                    ? ''
+                    : `${i + 1} ${options.announcedSize?.(i + 1, m.length) ?? m.length}\r\n`,
+                )
                 .join('')}.\r\n`,
             );
             break;

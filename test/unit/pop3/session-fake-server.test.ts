@@ -86,9 +86,9 @@ describe('openPop3Session against a server that sends every byte in its own TCP 
       'USER ann',
       `PASS ${PASSWORD}`,
       'CAPA',
-      'STAT',
       'UIDL',
       'LIST',
+      'STAT',
       'RETR 1',
       'RETR 2',
       'RETR 3',
@@ -96,6 +96,11 @@ describe('openPop3Session against a server that sends every byte in its own TCP 
       'DELE 1',
       'QUIT',
     ]);
+    // PIPELINING: after login, CAPA, UIDL and LIST went in one write (one round trip), and list() used them.
+    const [capa, uidl, list] = [3, 4, 5].map((i) => fake.arrivals[i]);
+    expect(capa).toBe(uidl);
+    expect(uidl).toBe(list);
+    expect(fake.arrivals[2]).toBeLessThan(capa!);
     const sizes = feed.mock.calls.map(([chunk]) => chunk.length);
     expect(sizes.filter((n) => n === 1).length).toBeGreaterThan(sizes.length * 0.9);
     feed.mockRestore();
@@ -115,6 +120,34 @@ describe('openPop3Session against a server that sends every byte in its own TCP 
     });
     expect(got).toEqual([3, 1, 2]);
     expect(fake.maxRetrAhead).toBe(1);
+  });
+});
+
+describe('the listing pipelined after login', () => {
+  it('copes with a refused UIDL, and a refused LIST fails list() and nothing else', async () => {
+    const { fake, session } = await start({
+      mode: 'bulk',
+      override: (c) => (c === 'UIDL' ? ['-ERR [SYS/PERM] no UIDL here\r\n'] : undefined),
+    });
+    expect(await session.list()).toEqual(MESSAGES.map((m, i) => ({ number: i + 1, size: m.length })));
+    expect(fake.received.filter((c) => c === 'UIDL')).toHaveLength(1);
+    session.abort();
+    await fake.close();
+
+    const refused = await start({
+      mode: 'bulk',
+      override: (c) => (c === 'LIST' ? ['-ERR not now\r\n'] : undefined),
+    });
+    await expect(refused.session.list()).rejects.toMatchObject({ code: 'PROTOCOL_ERROR' });
+    expect(await refused.session.stat()).toMatchObject({ count: 3 });
+  });
+
+  it('is not used for a list() after a DELE: the second listing comes from the server', async () => {
+    const { fake, session } = await start({ mode: 'bulk' });
+    await session.dele(2);
+    const listing = await session.list();
+    expect(listing.map((e) => e.number)).toEqual([1, 3]);
+    expect(fake.received.filter((c) => c === 'LIST')).toHaveLength(2);
   });
 });
 
