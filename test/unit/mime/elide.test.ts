@@ -105,6 +105,49 @@ describe('elideBinaryParts: attachments are sized, not decoded', () => {
     }
   });
 
+  it('relabels 7bit/8bit text as quoted-printable only where that gives the same text', async () => {
+    const part = (headers: string[], body: string) => ['--b', ...headers, '', body].join(CRLF);
+    const bodies = [
+      'plain words\r\nand a second line',
+      'an = sign, width=100 and a=\r\nline ending in an equals sign',
+      'an escape-looking =3D and =e9 in lower case',
+      'caf\xe9 in latin-1, =\r\n',
+      '<p style="color:red">html</p>\r\n<a href=x>=</a>',
+      'line with a trailing space \r\n\r\n\r\nblank lines',
+      '',
+    ];
+    const headerSets = [
+      ['Content-Type: text/plain; charset=iso-8859-1', 'Content-Transfer-Encoding: 8bit'],
+      ['Content-Type: text/html; charset=utf-8'],
+      ['Content-Type: text/plain', 'Content-Transfer-Encoding: 7bit', 'Content-Transfer-Encoding: binary'],
+      ['Content-Transfer-Encoding: 8bit', 'Content-Type: text/plain;', ' charset="windows-1252"'],
+    ];
+    let relabelled = 0;
+    for (const headers of headerSets) {
+      for (const body of bodies) {
+        const raw = Buffer.from(
+          [
+            'From: a@example.com',
+            'Subject: relabel',
+            'Content-Type: multipart/alternative; boundary=b',
+            '',
+            part(headers, body),
+            part(['Content-Type: text/html', 'Content-Transfer-Encoding: 8bit'], `<b>${body}</b>`),
+            '--b--',
+            '',
+          ].join(CRLF),
+          'latin1',
+        );
+        if (elideBinaryParts(raw, 'n', 8).entity.includes('quoted-printable')) relabelled++;
+        expect(await withElision.parse(raw, true)).toEqual(await decoding.parse(raw, true));
+        // A single-part message: the top-level header block is relabelled the same way.
+        const single = Buffer.from(['From: a@example.com', ...headers, '', body].join(CRLF), 'latin1');
+        expect(await withElision.parse(single, true)).toEqual(await decoding.parse(single, true));
+      }
+    }
+    expect(relabelled).toBeGreaterThan(10);
+  });
+
   it('a message cannot pass its own bytes off as a placeholder', async () => {
     const fake = Buffer.from('\u0000tributary-elided:0000000000000000:0', 'latin1').toString('base64');
     const raw = Buffer.from(
