@@ -100,6 +100,11 @@ export interface Pop3Session {
 export interface ConnectOptions {
   /** Milliseconds for connect, greeting and each read; below the Lambda budget. */
   timeoutMs: number;
+  /**
+   * IMAP: messages up to this size come whole, many in one pipelined FETCH; bigger ones in partial FETCHes, one
+   * round trip per chunk, so memory stays at one chunk. POP3 has one RETR per message whatever its size.
+   */
+  wholeMessageBytes?: number;
 }
 
 /** Opens upstream sessions. Errors are UpstreamError with a code (AUTH_FAILED, TLS_*, HOST_NOT_FOUND, ...). */

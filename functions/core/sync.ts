@@ -75,8 +75,14 @@ export interface SyncOptions {
   onProgress?: (progress: SyncProgress) => void;
   /** Messages stored and committed concurrently while the next ones download (default 16; 1 = one at a time). */
   pipelineJobs?: number;
-  /** Bytes of downloaded messages held in memory for those jobs (default 32 MiB). */
+  /** Bytes of downloaded messages held in memory for those jobs (default 48 MiB). */
   pipelineBytes?: number;
+  /**
+   * Messages up to this size are read whole (over IMAP, many in one FETCH) and stored while the next ones
+   * download; bigger ones are streamed from the connection to S3 (IMAP: in partial FETCHes), so memory stays at a
+   * few MB whatever their size (default 16 MiB).
+   */
+  wholeMessageBytes?: number;
   /** Called at named points of the run; fault tests stop the process there. */
   onStep?: (step: SyncStep) => void;
 }
@@ -100,7 +106,7 @@ const PIPELINE_BYTES = 48 * 1024 * 1024;
  * Bigger messages are streamed from the connection to S3, not held in memory (a 50 MB message costs the same
  * few MB as a small one); up to this size a message is read whole, so its upload overlaps the next download.
  */
-const PIPELINE_MESSAGE_BYTES = 16 * 1024 * 1024;
+const WHOLE_MESSAGE_BYTES = 16 * 1024 * 1024;
 
 /** Thrown inside a fetch loop to stop it when the time budget is spent. */
 class BudgetSpent extends Error {}
@@ -211,6 +217,7 @@ class SourceRun {
   private readonly atDeadline: Array<() => void> = [];
   /** The hard deadline passed: the upstream connection was dropped, whatever it was doing. */
   pastDeadline = false;
+  private readonly wholeMessageBytes: number;
 
   constructor(
     private readonly deps: SyncDeps,
@@ -219,6 +226,7 @@ class SourceRun {
     public lease: Lease,
     private readonly report: SourceRunReport,
   ) {
+    this.wholeMessageBytes = options.wholeMessageBytes ?? WHOLE_MESSAGE_BYTES;
     const ttl = options.leaseTtlMs ?? 60_000;
     this.renewTimer = setInterval(() => {
       this.renewing = deps.index.renewLease(this.lease, ttl, deps.clock.now()).then(
@@ -294,7 +302,10 @@ class SourceRun {
 
   async execute(): Promise<void> {
     const password = await this.deps.credentials.password(this.source);
-    const connect = { timeoutMs: this.options.timeoutMs ?? 30_000 };
+    const connect = {
+      timeoutMs: this.options.timeoutMs ?? 30_000,
+      wholeMessageBytes: this.wholeMessageBytes,
+    };
     if (this.source.inboxQuota) this.inbox = await this.deps.index.inboxUsage(this.source.id);
     if (this.source.protocol === 'imap') {
       const session = await this.openWithin(this.deps.connector.openImap(this.source, password, connect));
@@ -444,7 +455,7 @@ class SourceRun {
     handle: (body: Bytes, inMemoryBytes?: number) => Promise<void>,
   ): Promise<void> {
     pipeline.check();
-    if (announcedSize > PIPELINE_MESSAGE_BYTES) {
+    if (announcedSize > this.wholeMessageBytes) {
       await handle(body);
       return;
     }

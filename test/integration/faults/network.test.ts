@@ -62,7 +62,7 @@ describe('syncs through a faulty network', () => {
       for (const protocol of ['imap', 'pop3'] as const) {
         for (const retention of [{ mode: 'keep' }, { mode: 'delete-on-retrieve' }] as const) {
           const user = lab.createUser(`net${protocol}`);
-          // Small ones (one pipelined FETCH) and two over 1 MB (IMAP's chunked download).
+          // Small ones (one pipelined FETCH) and two over 1 MB (IMAP's chunked download: see wholeMessageBytes).
           for (const m of bulkCorpus(10, seed++, { maxBytes: 20_000, attachmentRatio: 0 }))
             lab.deliver(user, m.raw);
           for (let i = 0; i < 2; i++) lab.deliver(user, bigMessage(1_200_000 + i, seed++));
@@ -99,7 +99,12 @@ describe('syncs through a faulty network', () => {
           const started = Date.now();
           const report = await t.sync(
             { ...lane.source, port: proxies[i]!.port },
-            { deadline: started + BUDGET_MS, timeoutMs: TIMEOUT_MS, leaseTtlMs: 3000 },
+            {
+              deadline: started + BUDGET_MS,
+              timeoutMs: TIMEOUT_MS,
+              leaseTtlMs: 3000,
+              wholeMessageBytes: 1024 * 1024,
+            },
           );
           const key = report.error ? `${report.outcome} ${report.error.code}` : report.outcome;
           outcomes[key] = (outcomes[key] ?? 0) + 1;

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import net from 'node:net';
 import { bigMessage, bulkCorpus, standardCorpus } from '../../support/corpus';
 import { syncSource } from '../../../functions/core/sync';
 import { MailLab, type TestUser } from '../../support/mail-lab';
@@ -9,6 +10,39 @@ const t = new TestTributary(lab);
 afterAll(() => t.close());
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const MB = 1024 * 1024;
+
+/** A TCP proxy that records the body FETCH commands the client sends (tag and literal-free lines only). */
+async function commandTap(target: { host: string; port: number }) {
+  let text = '';
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(target.port, target.host);
+    sockets.add(client).add(upstream);
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+    client.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    bodyFetches: () =>
+      text
+        .split('\r\n')
+        .map((line) => line.replace(/^\S+ /, ''))
+        .filter((line) => /^UID FETCH .*BODY\.PEEK\[/.test(line)),
+    reset: () => (text = ''),
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
 
 /** What the server serves over IMAP, read independently of Tributary: UID -> sha256 of BODY[], and the flags. */
 async function served(
@@ -135,6 +169,30 @@ describe('IMAP sync against Dovecot', () => {
     expect(report).toMatchObject({ outcome: 'ok', fetched: 1 });
     expect(report.fetchedBytes).toBe(30 * 1024 * 1024);
     await expectStoreMatchesServer(source.id, user);
+  });
+
+  it('fetches messages of a few MB whole in one FETCH, and in partial FETCHes above wholeMessageBytes', async () => {
+    const user = lab.createUser();
+    const sizes = [3 * MB + 1, 4 * MB + 512 * 1024, 2 * MB + 7];
+    sizes.forEach((size, i) => lab.deliver(user, bigMessage(size, 60 + i)));
+    // Plain IMAP through a proxy that reads the commands (a counting proxy on IMAPS would see only TLS records).
+    const proxy = await commandTap({ host: lab.info.noTlsHost, port: lab.info.ports.imap });
+    try {
+      const whole = t.source(user, 'imap', 'none', { host: '127.0.0.1', port: proxy.port });
+      expect(await t.sync(whole)).toMatchObject({ outcome: 'ok', fetched: 3 });
+      expect(proxy.bodyFetches()).toEqual(['UID FETCH 1:3 (UID BODY.PEEK[])']);
+      await expectStoreMatchesServer(whole.id, user);
+
+      proxy.reset();
+      const chunked = t.source(user, 'imap', 'none', { host: '127.0.0.1', port: proxy.port });
+      expect(await t.sync(chunked, { wholeMessageBytes: MB })).toMatchObject({ outcome: 'ok', fetched: 3 });
+      // 2 MB a round trip: 2 + 3 + 2 partial FETCHes.
+      expect(proxy.bodyFetches()).toHaveLength(7);
+      expect(proxy.bodyFetches().every((c) => /BODY\.PEEK\[\]<\d+\.\d+>/.test(c))).toBe(true);
+      await expectStoreMatchesServer(chunked.id, user);
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('reports busy for a second concurrent sync of the same source and duplicates nothing', async () => {
