@@ -45,6 +45,7 @@ interface ContenderResult {
   network: string;
   version: string;
   unavailable?: string;
+  /** One entry per failed measured run (its reasons); such a run is left out of `runs` and of every figure. */
   failures: string[];
   runs: RunFigures[];
 }
@@ -149,7 +150,11 @@ async function runContender(
       (failures.length ? `  FAILED: ${failures.join('; ')}` : ''),
   );
   if (!record) return;
-  result.failures.push(...failures);
+  if (failures.length) {
+    // A run that failed did not do the job: its time (often short, it stopped early) is no figure of the tool.
+    result.failures.push(failures.join('; '));
+    return;
+  }
   result.runs.push({
     full,
     repoll,
@@ -359,7 +364,9 @@ function syncTable(report: Report): string {
       continue;
     }
     if (!r.runs.length) {
-      rows.push(`| ${r.network} | ${r.name} | no measured run | | | | | | |`);
+      rows.push(
+        `| ${r.network} | ${r.name} | no measured run${r.failures.length ? ` (**${r.failures.length} failed**)` : ''} | | | | | | |`,
+      );
       continue;
     }
     const s = summarize(r, report.stats);
@@ -367,11 +374,17 @@ function syncTable(report: Report): string {
       ? ` [${fixed(s.inProcessFull / 1000, 2)} in-process]`
       : '';
     const repollInProcess = Number.isFinite(s.inProcessRepoll) ? ` [${fixed(s.inProcessRepoll, 0)}]` : '';
-    const failed = r.failures.length ? ` (**${r.failures.length} failed run(s)**)` : '';
+    const failed = r.failures.length
+      ? ` (**${r.failures.length} failed run(s), left out of the figures**)`
+      : '';
     rows.push(
       `| ${r.network} | ${r.name}${failed} | ${fixed(s.wall / 1000, 2)} (${fixed(s.min / 1000, 2)}-${fixed(s.max / 1000, 2)})${inProcess} | ${fixed(s.msgPerS, 0)} | ${fixed(s.mbPerS, 1)} | ${fixed(s.cpu / 1000, 2)}${s.dynamodbCpu + s.s3Cpu > 500 ? ` (+ ${fixed(s.dynamodbCpu / 1000, 1)} + ${fixed(s.s3Cpu / 1000, 1)})` : ''} | ${fixed(s.rss, 0)} | ${fixed(s.repoll, 0)}${repollInProcess} | ${fixed(s.turns, 0)} |`,
     );
   }
+  const failures = report.results.flatMap((r) =>
+    r.failures.map((why) => `- ${r.network} ${r.name}: ${why.replace(/\s+/g, ' ').slice(0, 300)}`),
+  );
+  if (failures.length) rows.push('', 'Failed runs (not in the figures above):', '', ...failures);
   return rows.join('\n');
 }
 
