@@ -14,6 +14,7 @@ import {
   type Pop3Candidate,
 } from './planners';
 import { describeInboxQuota, inboxFits, type InboxUsage } from './policies';
+import { DEFAULT_WHOLE_MESSAGE_BYTES } from './ports';
 import {
   applyImapPolicies,
   applyPop3Policies,
@@ -78,9 +79,8 @@ export interface SyncOptions {
   /** Bytes of downloaded messages held in memory for those jobs (default 48 MiB). */
   pipelineBytes?: number;
   /**
-   * Messages up to this size are read whole (over IMAP, many in one FETCH) and stored while the next ones
-   * download; bigger ones are streamed from the connection to S3 (IMAP: in partial FETCHes), so memory stays at a
-   * few MB whatever their size (default 16 MiB).
+   * Messages up to this size are read whole and stored while the next ones download; bigger ones are streamed from
+   * the connection to S3, so a 50 MB message costs the same few MB as a small one (DEFAULT_WHOLE_MESSAGE_BYTES).
    */
   wholeMessageBytes?: number;
   /** Called at named points of the run; fault tests stop the process there. */
@@ -102,12 +102,6 @@ const HEADER_KEEP_BYTES = 1024 * 1024;
 /** Messages stored and committed at once while the next ones download, and the bytes they may hold. */
 const PIPELINE_JOBS = 16;
 const PIPELINE_BYTES = 48 * 1024 * 1024;
-/**
- * Bigger messages are streamed from the connection to S3, not held in memory (a 50 MB message costs the same
- * few MB as a small one); up to this size a message is read whole, so its upload overlaps the next download.
- */
-const WHOLE_MESSAGE_BYTES = 16 * 1024 * 1024;
-
 /** Thrown inside a fetch loop to stop it when the time budget is spent. */
 class BudgetSpent extends Error {}
 
@@ -226,7 +220,7 @@ class SourceRun {
     public lease: Lease,
     private readonly report: SourceRunReport,
   ) {
-    this.wholeMessageBytes = options.wholeMessageBytes ?? WHOLE_MESSAGE_BYTES;
+    this.wholeMessageBytes = options.wholeMessageBytes ?? DEFAULT_WHOLE_MESSAGE_BYTES;
     const ttl = options.leaseTtlMs ?? 60_000;
     this.renewTimer = setInterval(() => {
       this.renewing = deps.index.renewLease(this.lease, ttl, deps.clock.now()).then(

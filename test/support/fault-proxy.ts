@@ -26,6 +26,8 @@ export interface FaultProxyOptions {
   seed: number;
   /** The cut/reset point is drawn in [0, cutWithin) bytes of server output. */
   cutWithin?: number;
+  /** Sees every byte the client sends (tests read the commands of a plaintext protocol). */
+  onClientData?: (chunk: Buffer) => void;
 }
 
 /** Uniform in [0, 1) from a seed. */
@@ -61,6 +63,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
       if (fault !== 'trickle' && fault !== 'split') client.destroy();
     });
     client.on('close', () => upstream.destroy());
+    if (options.onClientData) client.on('data', options.onClientData);
     client.pipe(upstream);
     const cutAt = Math.floor(random() * (options.cutWithin ?? 200_000));
     let sent = 0;

@@ -3,14 +3,9 @@ import net from 'node:net';
 import { ImapFlow } from 'imapflow';
 import { UpstreamError, type ErrorCode } from '../../core/errors';
 import type { FolderStatus, Source } from '../../core/model';
+import { DEFAULT_WHOLE_MESSAGE_BYTES } from '../../core/ports';
 import type { Bytes, ConnectOptions, ImapSession, Logger, TlsInfo } from '../../core/ports';
 
-/**
- * Messages up to this size come whole, many in one pipelined FETCH: one round trip for all of them. The sync holds
- * a message this size in memory anyway (it uploads it while the next downloads), so fetching it in chunks would
- * save no memory and cost a round trip per chunk: 300 round trips for 100 messages of 2-10 MB, 6 s at 20 ms RTT.
- */
-export const DEFAULT_WHOLE_MESSAGE_BYTES = 16 * 1024 * 1024;
 /** One pipelined FETCH asks for at most this many bytes of messages (more when one alone is bigger). */
 const BATCH_BYTES = 16 * 1024 * 1024;
 /** A bigger message is fetched in partial FETCHes of this size, one round trip each (imapflow holds one in memory). */

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import net from 'node:net';
 import { bigMessage, bulkCorpus, standardCorpus } from '../../support/corpus';
+import { startFaultProxy } from '../../support/fault-proxy';
 import { syncSource } from '../../../functions/core/sync';
 import { MailLab, type TestUser } from '../../support/mail-lab';
 import { TestTributary } from '../../support/tributary';
@@ -12,35 +12,24 @@ afterAll(() => t.close());
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const MB = 1024 * 1024;
 
-/** A TCP proxy that records the body FETCH commands the client sends (tag and literal-free lines only). */
+/** A clean proxy that records the body FETCH commands the client sends (tags dropped). */
 async function commandTap(target: { host: string; port: number }) {
   let text = '';
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(target.port, target.host);
-    sockets.add(client).add(upstream);
-    const end = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('error', end).on('close', end);
-    upstream.on('error', end).on('close', end);
-    client.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
-    client.pipe(upstream).pipe(client);
+  const proxy = await startFaultProxy({
+    target,
+    choose: () => 'none',
+    seed: 1,
+    onClientData: (chunk) => (text += chunk.toString('latin1')),
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
-    port: (server.address() as net.AddressInfo).port,
+    port: proxy.port,
     bodyFetches: () =>
       text
         .split('\r\n')
         .map((line) => line.replace(/^\S+ /, ''))
         .filter((line) => /^UID FETCH .*BODY\.PEEK\[/.test(line)),
     reset: () => (text = ''),
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise((resolve) => server.close(resolve));
-    },
+    close: () => proxy.close(),
   };
 }
 
