@@ -10,6 +10,7 @@ import {
   describeInboxQuota,
   inboxFits,
   planPolicies,
+  usableQuota,
   type InboxUsage,
   type UpstreamMessage,
 } from './policies';
@@ -78,7 +79,7 @@ export async function planSource(
             .sort((a, b) => a.uid! - b.uid!),
         );
       }
-      if (source.upstreamQuota || deletesUpstream(source)) usage = await session.quota();
+      if (source.upstreamQuota || deletesUpstream(source)) usage = usableQuota(await session.quota());
       requireUsage(source, usage);
     } finally {
       await session.close().catch(() => undefined);

@@ -85,6 +85,21 @@ function describeBytes(n: number): string {
   return n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(1)} MB` : `${(n / 1024).toFixed(1)} KB`;
 }
 
+/**
+ * A quota reading the guard may act on, or undefined. Some servers report a storage limit of 0 (meaning "none", or
+ * a quota root without a storage resource): taken at its word, every committed message would be over quota and
+ * deleted upstream. A limit that is not a positive number, or a usage that is not a number, is no usable quota.
+ */
+export function usableQuota(
+  reading: { usedBytes: number; limitBytes: number } | undefined,
+): { usedBytes: number; limitBytes: number } | undefined {
+  if (!reading) return undefined;
+  const { usedBytes, limitBytes } = reading;
+  if (!Number.isFinite(limitBytes) || limitBytes <= 0) return undefined;
+  if (!Number.isFinite(usedBytes) || usedBytes < 0) return undefined;
+  return { usedBytes, limitBytes };
+}
+
 /** Whether the inbox, at `usage`, is over the policy's limits. */
 export function inboxOver(policy: InboxQuotaPolicy, usage: InboxUsage): boolean {
   return (
@@ -142,8 +157,9 @@ export function planPolicies(input: PolicyInput): PolicyPlan {
 
   let usageAfter: number | undefined;
   const quota = source.upstreamQuota;
-  if (quota && input.usage) {
-    const { usedBytes, limitBytes } = input.usage;
+  const reading = usableQuota(input.usage);
+  if (quota && reading) {
+    const { usedBytes, limitBytes } = reading;
     let used = usedBytes - deletes.reduce((n, d) => n + d.message.size, 0);
     const max = (limitBytes * quota.maxUsagePercent) / 100;
     const target = (limitBytes * quota.targetPercent) / 100;

@@ -10,6 +10,7 @@ import type { AuditRecord, FolderStatus, Source, SourceRunReport } from './model
 import { effectiveValidity, folderGeneration, planImapFolder } from './planners';
 import {
   planPolicies,
+  usableQuota,
   type PlannedDelete,
   type PolicyPlan,
   type StoredCopy,
@@ -378,7 +379,8 @@ export async function applyImapPolicies(
   upstream: UpstreamMessage[],
   folders: Map<string, FolderStatus>,
 ): Promise<void> {
-  const quota = ctx.source.upstreamQuota || deletesUpstream(ctx.source) ? await session.quota() : undefined;
+  const quota =
+    ctx.source.upstreamQuota || deletesUpstream(ctx.source) ? usableQuota(await session.quota()) : undefined;
   requireUsage(ctx.source, quota);
   const guard = ctx.source.upstreamQuota && quota;
   if (guard) ctx.report.upstreamUsage = { ...quota, afterBytes: quota.usedBytes };
@@ -413,7 +415,7 @@ export async function applyImapPolicies(
         for (const d of inFolder) if (removed.has(d.message.uid!)) gone.add(d.message.identity);
       }
       ctx.step('upstream-deleted');
-      const after = quota ? await session.quota() : undefined;
+      const after = quota ? usableQuota(await session.quota()) : undefined;
       usage = after?.usedBytes;
       if (guard)
         ctx.report.upstreamUsage!.afterBytes = after?.usedBytes ?? plan.usageAfter ?? quota.usedBytes;
@@ -427,7 +429,7 @@ export function requireUsage(source: Source, usage: { limitBytes: number } | und
   if (source.upstreamQuota && !usage) {
     throw new UpstreamError(
       'CAPABILITY_MISSING',
-      `${source.host} did not report a storage limit for ${source.user}, so the "upstreamQuota" of source ${source.id} cannot work: remove it (check with "tributary sources test ${source.id}")`,
+      `${source.host} did not report a usable storage limit for ${source.user} (none, or a limit of 0), so the "upstreamQuota" of source ${source.id} cannot work: remove it (check with "tributary sources test ${source.id}")`,
       false,
     );
   }

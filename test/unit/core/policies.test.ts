@@ -3,6 +3,7 @@ import { checkImapCapabilities } from '../../../functions/core/policy-run';
 import {
   inboxFits,
   planPolicies,
+  usableQuota,
   type PolicyInput,
   type UpstreamMessage,
 } from '../../../functions/core/policies';
@@ -101,6 +102,20 @@ describe('planPolicies', () => {
       );
       expect(ids(plan.deletes)).toEqual(['pop3#m0']);
       expect(plan.notes.join()).toMatch(/cannot reach 75%/);
+    });
+
+    it('deletes nothing when the server reports a limit of 0 or a usage that is no number', () => {
+      for (const usage of [
+        { usedBytes: 9500, limitBytes: 0 },
+        { usedBytes: 9500, limitBytes: -1 },
+        { usedBytes: Number.NaN, limitBytes: 10_000 },
+        { usedBytes: 9500, limitBytes: Number.POSITIVE_INFINITY },
+      ]) {
+        const plan = planPolicies(input(quota, mailbox(10), { usage }));
+        expect(plan.deletes).toEqual([]);
+        expect(usableQuota(usage)).toBeUndefined();
+      }
+      expect(usableQuota({ usedBytes: 0, limitBytes: 1 })).toEqual({ usedBytes: 0, limitBytes: 1 });
     });
 
     it('counts retention deletes first and does not delete twice', () => {
