@@ -178,7 +178,8 @@ export interface MessageIndex {
     contentSha256: string,
   ): Promise<'committed' | 'exists'>;
 
-  recordRun(report: SourceRunReport, now: number): Promise<void>;
+  /** The run's status; only while `lease` is still ours (LeaseLostError otherwise: the successor's stays). */
+  recordRun(lease: Lease, report: SourceRunReport, now: number): Promise<void>;
   listInbox(options: {
     sourceId?: string;
     limit: number;

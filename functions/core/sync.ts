@@ -164,12 +164,17 @@ export async function syncSource(
     report.durationMs = deps.clock.now() - started;
     try {
       // A run that lost its lease must not overwrite its successor's status.
-      if (report.error?.code !== 'LEASE_LOST') await deps.index.recordRun(report, deps.clock.now());
+      if (report.error?.code !== 'LEASE_LOST')
+        await deps.index.recordRun(run.lease, report, deps.clock.now());
     } catch (err) {
-      deps.logger.error('could not record the run status', {
-        sourceId: source.id,
-        error: describeError(err).message,
-      });
+      // A successor took the lease meanwhile: its status stands, and this run's is not written over it.
+      if (err instanceof LeaseLostError)
+        report.notes.push('the run status was not written: another sync took over');
+      else
+        deps.logger.error('could not record the run status', {
+          sourceId: source.id,
+          error: describeError(err).message,
+        });
     }
     await deps.index.releaseLease(run.lease).catch(() => undefined);
   }

@@ -266,13 +266,26 @@ export class DynamoMessageIndex implements MessageIndex {
    */
   private async commitGroup(entries: PendingCommit[]): Promise<Array<'committed' | 'exists' | Error>> {
     const outcomes = new Array<'committed' | 'exists' | Error>(entries.length);
-    // Entries of one source under another lease (a stale holder in the same process) are never mixed in.
-    const lease = entries[0]!.lease;
-    let live: number[] = [];
+    // Entries of one source under different leases (a stale holder and its successor in the same process) are
+    // never mixed: each lease's entries go in transactions of their own, each checking its own fence.
+    const byLease = new Map<string, number[]>();
     entries.forEach((e, i) => {
-      if (e.lease.holder === lease.holder && e.lease.fence === lease.fence) live.push(i);
-      else outcomes[i] = new LeaseLostError(e.lease.sourceId);
+      const at = `${e.lease.fence}\u0000${e.lease.holder}`;
+      byLease.set(at, [...(byLease.get(at) ?? []), i]);
     });
+    for (const members of byLease.values()) {
+      await this.commitLeaseGroup(entries, members, outcomes);
+    }
+    return outcomes;
+  }
+
+  /** One lease's entries of a group (`live`, indexes into `entries`), committed together; fills `outcomes`. */
+  private async commitLeaseGroup(
+    entries: PendingCommit[],
+    live: number[],
+    outcomes: Array<'committed' | 'exists' | Error>,
+  ): Promise<void> {
+    const lease = entries[live[0]!]!.lease;
     for (let conflicts = 0; live.length > 0;) {
       const records = live.map((i) => entries[i]!.record);
       const items: TransactItems = [
@@ -293,13 +306,13 @@ export class DynamoMessageIndex implements MessageIndex {
       try {
         await this.db.send(new TransactWriteCommand({ TransactItems: items }));
         for (const i of live) outcomes[i] = 'committed';
-        return outcomes;
+        return;
       } catch (err) {
         const reasons = err instanceof TransactionCanceledException ? (err.CancellationReasons ?? []) : [];
         const failed = (k: number) => reasons[k]?.Code === 'ConditionalCheckFailed';
         if (failed(items.length - 1)) {
           for (const i of live) outcomes[i] = new LeaseLostError(lease.sourceId);
-          return outcomes;
+          return;
         }
         const exists = live.filter((_, k) => failed(2 * k));
         if (exists.length > 0) {
@@ -316,10 +329,9 @@ export class DynamoMessageIndex implements MessageIndex {
           { cause: err },
         );
         for (const i of live) outcomes[i] = error;
-        return outcomes;
+        return;
       }
     }
-    return outcomes;
   }
 
   /** A message's item (conditional on its identity being new) and its content-hash entry. */
@@ -723,32 +735,36 @@ export class DynamoMessageIndex implements MessageIndex {
     return found;
   }
 
-  async recordRun(report: SourceRunReport, now: number): Promise<void> {
+  /** Fenced like every state write of a run: a run that paused past its lease cannot overwrite its successor's. */
+  async recordRun(lease: Lease, report: SourceRunReport, now: number): Promise<void> {
     const failed = report.outcome === 'failed';
-    await this.db.send(
-      new UpdateCommand({
-        TableName: this.tableName,
-        Key: { PK: keys.sourcePk(report.sourceId), SK: keys.statusSk },
-        UpdateExpression: failed
-          ? 'SET lastRun = :run, lastError = :err ADD consecutiveFailures :one'
-          : 'SET lastRun = :run, consecutiveFailures = :zero REMOVE lastError',
-        ExpressionAttributeValues: {
-          ':run': {
-            at: new Date(now).toISOString(),
-            outcome: report.outcome,
-            fetched: report.fetched,
-            fetchedBytes: report.fetchedBytes,
-            deletedUpstream: report.deletedUpstream,
-            evicted: report.evicted,
-            ...(report.upstreamUsage ? { upstreamUsage: report.upstreamUsage } : {}),
-            durationMs: report.durationMs,
-            notes: report.notes,
-            ...(report.error ? { error: report.error } : {}),
+    await this.write(lease, [
+      {
+        Update: {
+          TableName: this.tableName,
+          Key: { PK: keys.sourcePk(report.sourceId), SK: keys.statusSk },
+          UpdateExpression: failed
+            ? 'SET lastRun = :run, lastError = :err ADD consecutiveFailures :one'
+            : 'SET lastRun = :run, consecutiveFailures = :zero REMOVE lastError',
+          ExpressionAttributeValues: {
+            ':run': {
+              at: new Date(now).toISOString(),
+              outcome: report.outcome,
+              fetched: report.fetched,
+              fetchedBytes: report.fetchedBytes,
+              deletedUpstream: report.deletedUpstream,
+              evicted: report.evicted,
+              ...(report.upstreamUsage ? { upstreamUsage: report.upstreamUsage } : {}),
+              durationMs: report.durationMs,
+              notes: report.notes,
+              ...(report.error ? { error: report.error } : {}),
+            },
+            ...(failed ? { ':err': report.error, ':one': 1 } : { ':zero': 0 }),
           },
-          ...(failed ? { ':err': report.error, ':one': 1 } : { ':zero': 0 }),
         },
-      }),
-    );
+      },
+      this.leaseCheck(lease),
+    ]);
   }
 
   async summary(sourceId: string): Promise<SourceSummary> {

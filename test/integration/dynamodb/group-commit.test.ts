@@ -146,6 +146,57 @@ describe('DynamoMessageIndex group commit', () => {
     expect(await stored(sourceId)).toEqual({ messages: 0, bytes: 0, items: 0 });
   });
 
+  it("commits the successor's messages queued behind a stale lease's, each under its own fence", async () => {
+    const { index } = instrumentedIndex();
+    const sourceId = newSource();
+    const stale = (await index.acquireLease(sourceId, 'first', 1_000, T0))!;
+    const current = (await index.acquireLease(sourceId, 'second', 60_000, T0 + 5_000))!;
+
+    // The stale holder's messages come first in the group, then the successor's.
+    const outcomes = await Promise.allSettled([
+      ...range(1, 4).map((uid) => index.commitMessage(stale, message(sourceId, uid))),
+      ...range(5, 8).map((uid) => index.commitMessage(current, message(sourceId, uid))),
+    ]);
+
+    expect(outcomes.slice(0, 4).map((o) => o.status)).toEqual(Array(4).fill('rejected'));
+    for (const o of outcomes.slice(0, 4))
+      expect((o as PromiseRejectedResult).reason).toBeInstanceOf(LeaseLostError);
+    expect(outcomes.slice(4).map((o) => (o.status === 'fulfilled' ? o.value : o.reason))).toEqual(
+      Array(4).fill('committed'),
+    );
+    expect(await stored(sourceId)).toEqual({
+      messages: 4,
+      bytes: range(5, 8).reduce((n, uid) => n + 1000 + uid, 0),
+      items: 4,
+    });
+  });
+
+  it("never lets a stale run overwrite its successor's run status", async () => {
+    const { index } = instrumentedIndex();
+    const sourceId = newSource();
+    const stale = (await index.acquireLease(sourceId, 'first', 1_000, T0))!;
+    const current = (await index.acquireLease(sourceId, 'second', 60_000, T0 + 5_000))!;
+    const report = (outcome: 'ok' | 'failed') => ({
+      sourceId,
+      outcome,
+      fetched: outcome === 'ok' ? 3 : 0,
+      fetchedBytes: 0,
+      skipped: 0,
+      deletedUpstream: 0,
+      evicted: 0,
+      durationMs: 1,
+      notes: [],
+      ...(outcome === 'failed' ? { error: { code: 'TIMEOUT', message: 'stale' } } : {}),
+    });
+
+    await index.recordRun(current, report('ok'), T0 + 6_000);
+    await expect(index.recordRun(stale, report('failed'), T0 + 7_000)).rejects.toBeInstanceOf(LeaseLostError);
+
+    const summary = await index.summary(sourceId);
+    expect(summary.lastRun?.outcome).toBe('ok');
+    expect(summary.consecutiveFailures).toBe(0);
+  });
+
   it('tries a transaction cancelled by a conflict again, and fails with a storage error if it persists', async () => {
     const { index, state } = instrumentedIndex();
     const sourceId = newSource();
