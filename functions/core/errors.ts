@@ -38,6 +38,23 @@ export class UpstreamError extends TributaryError {
   override readonly name = 'UpstreamError';
 }
 
+/**
+ * A failure of one message, not of the connection or the account: bytes far from the announced size, a UID the
+ * server will not deliver, a RETR answered with something that is not the announced message. The sync counts these
+ * per message and, after a few runs, sets the message aside (kept upstream, never deleted by a policy, shown,
+ * retryable) so that the rest of the source syncs on. `at` names the message in the session that failed.
+ */
+export class MessageError extends UpstreamError {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    readonly at: { uid?: number; number?: number },
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, true, options);
+  }
+}
+
 export class ConfigError extends TributaryError {
   override readonly name = 'ConfigError';
   constructor(message: string, options?: { cause?: unknown }) {

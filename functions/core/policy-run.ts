@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { UpstreamError } from './errors';
+import { HeaderCollector, headerDigest } from './header-proof';
 import { deletesUpstream, identityKey } from './model';
 import type { AuditRecord, FolderStatus, Source, SourceRunReport } from './model';
 import { effectiveValidity, folderGeneration, planImapFolder } from './planners';
@@ -139,15 +140,32 @@ export async function attachStored(
   for (const m of messages) m.stored = copies.get(m.identity);
 }
 
-async function sha256Of(store: RawMailStore, key: string): Promise<{ size: number; sha256: string }> {
+/** What the stored object holds now: its size, sha256 and the digest of its header block. */
+async function readBack(
+  store: RawMailStore,
+  key: string,
+): Promise<{ size: number; sha256: string; header: string }> {
   const hash = createHash('sha256');
+  const header = new HeaderCollector();
   let size = 0;
   for await (const chunk of await store.get(key)) {
     size += chunk.byteLength;
     hash.update(chunk);
+    header.add(chunk);
   }
-  return { size, sha256: hash.digest('hex') };
+  return { size, sha256: hash.digest('hex'), header: header.digest() };
 }
+
+/**
+ * What the server shows, right before a delete, of the message it holds under an identity: its header block
+ * (POP3 `TOP n 0`, IMAP `BODY.PEEK[HEADER]`), the sha256 of the whole message (read again where headers prove
+ * nothing, as for POP3 identities made of the header hash), or the sha256 of the bytes fetched in this very session
+ * under the same message number.
+ */
+export type UpstreamProof = { header: Uint8Array } | { sha256: string };
+
+/** Gathers the proofs for a chunk of deletes, by identity; a message with no proof is not deleted. */
+export type Prover = (deletes: PlannedDelete[]) => Promise<Map<string, UpstreamProof>>;
 
 /**
  * Runs the policies for one source in an open session: resolves intents a cut run left, plans, and carries the
@@ -255,10 +273,41 @@ export class PolicyRun {
 
   /**
    * Section 4, rule 1: deleted upstream only if the object holds the recorded size and sha256 right before, and
-   * the item exists (it was just read from the base table). A copy that fails is kept upstream and reported.
+   * the item exists (it was just read from the base table); and rule 5: only if the server proves the message it
+   * holds is that copy (`prove`). A copy that fails either is kept upstream and reported.
    */
-  async verified(deletes: PlannedDelete[]): Promise<PlannedDelete[]> {
+  async verified(deletes: PlannedDelete[], prove: Prover): Promise<PlannedDelete[]> {
+    const intact = await this.intact(deletes);
+    if (!intact.length) return [];
+    const proofs = await prove(intact.map((v) => v.d));
     const ok: PlannedDelete[] = [];
+    for (const { d, header } of intact) {
+      const proof = proofs.get(d.message.identity);
+      const proven =
+        proof !== undefined &&
+        ('header' in proof
+          ? headerDigest(proof.header) === header
+          : proof.sha256 === d.message.stored.sha256);
+      if (proven) {
+        ok.push(d);
+        continue;
+      }
+      this.ctx.logger.warn('the upstream message is not proven to be the stored copy; not deleting it', {
+        sourceId: this.ctx.source.id,
+        identity: d.message.identity,
+      });
+      this.ctx.report.notes.push(
+        proof === undefined
+          ? `${d.message.identity}: the server could not show the message right before the delete, so it is kept upstream`
+          : `${d.message.identity}: the server holds another message under this identity now (its ${'header' in proof ? 'header block' : 'content'} differs from the stored copy's), so it is kept upstream and nothing is deleted on a guess`,
+      );
+    }
+    return ok;
+  }
+
+  /** The deletes whose stored copy is intact (size and sha256 read back), with the digest of its header block. */
+  private async intact(deletes: PlannedDelete[]): Promise<Array<{ d: PlannedDelete; header: string }>> {
+    const ok: Array<{ d: PlannedDelete; header: string }> = [];
     for (const d of deletes) {
       const stored = d.message.stored;
       // What was stored must be what the server says it holds: a copy of another size may be a truncated one.
@@ -273,9 +322,9 @@ export class PolicyRun {
       // A store that cannot be reached throws here and fails the run: nothing is deleted on a guess.
       const head = await this.ctx.store.head(stored.key);
       const actual =
-        head && head.size === stored.size ? await sha256Of(this.ctx.store, stored.key) : undefined;
+        head && head.size === stored.size ? await readBack(this.ctx.store, stored.key) : undefined;
       if (actual && actual.size === stored.size && actual.sha256 === stored.sha256) {
-        ok.push(d);
+        ok.push({ d, header: actual.header });
       } else {
         this.ctx.logger.error('stored copy does not match its record; not deleting upstream', {
           sourceId: this.ctx.source.id,
@@ -324,6 +373,7 @@ export class PolicyRun {
   async inChunks(
     deletes: PlannedDelete[],
     usageBefore: () => number | undefined,
+    prove: Prover,
     act: (chunk: PlannedDelete[], records: AuditRecord[]) => Promise<void>,
   ): Promise<void> {
     const todo = chunks(deletes, CHUNK);
@@ -334,7 +384,7 @@ export class PolicyRun {
         );
         return;
       }
-      const verified = await this.verified(chunk);
+      const verified = await this.verified(chunk, prove);
       if (!verified.length) continue;
       const records = await this.begin(verified, usageBefore());
       await this.ctx.renewLease();
@@ -403,6 +453,22 @@ export async function applyImapPolicies(
   await run.inChunks(
     plan.deletes,
     () => usage,
+    async (deletes) => {
+      const proofs = new Map<string, UpstreamProof>();
+      for (const folder of new Set(deletes.map((d) => d.message.folder!))) {
+        const inFolder = deletes.filter((d) => d.message.folder === folder);
+        const headers = await session.headerBlocks(
+          folder,
+          folders.get(folder)!.uidValidity,
+          inFolder.map((d) => d.message.uid!),
+        );
+        for (const d of inFolder) {
+          const header = headers.get(d.message.uid!);
+          if (header) proofs.set(d.message.identity, { header });
+        }
+      }
+      return proofs;
+    },
     async (deletes, records) => {
       const gone = new Set<string>();
       for (const folder of new Set(deletes.map((d) => d.message.folder!))) {
@@ -445,6 +511,7 @@ export async function applyPop3Policies(
   ctx: PolicyContext,
   session: Pop3Session,
   upstream: UpstreamMessage[],
+  fetchedNow: ReadonlyMap<number, string>,
 ): Promise<boolean> {
   const octets = upstream.reduce((n, m) => n + m.size, 0);
   const capacity = ctx.source.upstreamQuota?.capacityBytes;
@@ -458,6 +525,7 @@ export async function applyPop3Policies(
   await run.inChunks(
     plan.deletes,
     () => octets,
+    (deletes) => provePop3(session, deletes, fetchedNow),
     async (deletes, records) => {
       begun.push(...records);
       for (const d of deletes) {
@@ -474,4 +542,47 @@ export async function applyPop3Policies(
   if (usage) ctx.report.upstreamUsage = { ...usage, afterBytes: after };
   await run.complete(begun, () => true, after);
   return true;
+}
+
+/**
+ * The POP3 proofs: a message fetched in this session under the same number is proven by the sha256 of what was
+ * fetched; else a UIDL identity by its header block (`TOP n 0`, pipelined); else (identities that are themselves a
+ * header hash, or a server without TOP) by the sha256 of the whole message read again, since its headers prove
+ * nothing its identity did not already say.
+ */
+export async function provePop3(
+  session: Pop3Session,
+  deletes: PlannedDelete[],
+  fetchedNow: ReadonlyMap<number, string>,
+): Promise<Map<string, UpstreamProof>> {
+  const proofs = new Map<string, UpstreamProof>();
+  const byHeader: PlannedDelete[] = [];
+  const byContent: PlannedDelete[] = [];
+  for (const d of deletes) {
+    const sha256 = fetchedNow.get(d.message.number!);
+    if (sha256 !== undefined) proofs.set(d.message.identity, { sha256 });
+    else if (d.message.identity.startsWith('pop3top#')) byContent.push(d);
+    else byHeader.push(d);
+  }
+  if (byHeader.length) {
+    try {
+      const headers = await session.headerBlocks(byHeader.map((d) => d.message.number!));
+      for (const d of byHeader) {
+        const header = headers.get(d.message.number!);
+        if (header) proofs.set(d.message.identity, { header });
+      }
+    } catch (err) {
+      if (!(err instanceof UpstreamError && err.code === 'CAPABILITY_MISSING')) throw err;
+      byContent.push(...byHeader);
+    }
+  }
+  if (byContent.length) {
+    const numbers = new Map(byContent.map((d) => [d.message.number!, d.message.identity]));
+    await session.retrieve([...numbers.keys()], async (number, body) => {
+      const hash = createHash('sha256');
+      for await (const chunk of body) hash.update(chunk);
+      proofs.set(numbers.get(number)!, { sha256: hash.digest('hex') });
+    });
+  }
+  return proofs;
 }

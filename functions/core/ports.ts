@@ -63,6 +63,12 @@ export interface ImapSession {
     messages: Array<{ uid: number; size: number }>,
     onMessage: (uid: number, size: number, body: Bytes) => Promise<void>,
   ): Promise<void>;
+  /**
+   * The header block (BODY.PEEK[HEADER]) of each UID of `folder`, which is opened read-only first unless it is the
+   * open folder; throws when its UIDVALIDITY is no longer `uidValidity`. UIDs the folder no longer holds are absent
+   * from the map. The proof, right before a delete, that the upstream message is the stored one.
+   */
+  headerBlocks(folder: string, uidValidity: string, uids: number[]): Promise<Map<number, Buffer>>;
   /** Storage usage of the open folder's quota root (RFC 9208), when the server has QUOTA. */
   quota(): Promise<{ usedBytes: number; limitBytes: number } | undefined>;
   close(): Promise<void>;
@@ -88,6 +94,12 @@ export interface Pop3Session {
   list(): Promise<Pop3Listing[]>;
   /** The header block of a message (`TOP n 0`), dot-unstuffed, exact bytes. */
   topHeaders(number: number): Promise<Buffer>;
+  /**
+   * The header block (`TOP n 0`, exact bytes, dot-unstuffed) of each message, pipelined when the server has
+   * PIPELINING; a message the server refuses (deleted meanwhile) is absent from the map. Throws CAPABILITY_MISSING
+   * when the server has no TOP. The proof, right before a DELE, that the upstream message is the stored one.
+   */
+  headerBlocks(numbers: number[]): Promise<Map<number, Buffer>>;
   /** RETR each message (pipelined when the server has PIPELINING): exact bytes, dot-unstuffed. */
   retrieve(numbers: number[], onMessage: (number: number, body: Bytes) => Promise<void>): Promise<void>;
   dele(number: number): Promise<void>;

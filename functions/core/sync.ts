@@ -390,7 +390,7 @@ class SourceRun {
     const ctx = this.policyContext();
     const run = new PolicyRun(ctx);
     await run.resolvePending(pending, messages);
-    return applyPop3Policies(run, ctx, session, messages);
+    return applyPop3Policies(run, ctx, session, messages, this.pop3FetchedNow);
   }
 
   /**
@@ -693,6 +693,7 @@ class SourceRun {
       } else {
         await this.commit(record);
       }
+      this.pop3FetchedNow.set(number, record.object.sha256);
       this.progress(fetch.length);
     };
     let failure: { error: unknown } | undefined;
@@ -753,6 +754,8 @@ class SourceRun {
     return true;
   }
 
+  /** Message numbers fetched in this session, with the sha256 of what was fetched: their proof before a DELE. */
+  private readonly pop3FetchedNow = new Map<number, string>();
   private readonly pop3Upstream = new Map<number, UpstreamId>();
   private readonly pop3Identities = new Map<number, string>();
   private pop3Listing: Pop3Listing[] = [];
