@@ -160,9 +160,37 @@ export interface FolderState {
 export interface FolderStatus {
   uidValidity: string;
   uidNext: number;
+  /**
+   * The server sent no UIDNEXT (EXAMINE and STATUS): `uidNext` is the highest UID + 1. Never above the real one, but
+   * it goes down when the newest messages are expunged, so going back does not mean the folder was re-created.
+   */
+  uidNextDerived?: true;
   exists: number;
   highestModseq?: string;
 }
+
+/**
+ * A message that failed on its own (bytes far from the announced size, a UID the server will not deliver, an answer
+ * that is not the announced message), counted across runs. After a few attempts it is set aside: kept upstream,
+ * never deleted by a policy (it was never committed), skipped by every run until someone asks to retry it, so the
+ * rest of its source syncs on.
+ */
+export interface MessageFailure {
+  sourceId: string;
+  identity: string;
+  upstream: UpstreamId;
+  attempts: number;
+  error: { code: string; message: string };
+  /** ISO 8601: the first and the latest failed attempt. */
+  firstAt: string;
+  lastAt: string;
+  setAside: boolean;
+  /** Asked to try again (`tributary sources retry`): the next run fetches it, even below the IMAP checkpoint. */
+  retry?: boolean;
+}
+
+/** Failed attempts after which a message is set aside. */
+export const SET_ASIDE_AFTER = 3;
 
 export interface SourceRunReport {
   sourceId: string;
@@ -175,6 +203,8 @@ export interface SourceRunReport {
   deletedUpstream: number;
   /** Stored copies evicted by the inbox quota in this run. */
   evicted: number;
+  /** Messages of the source set aside (this run or before) and not yet retried: they stay upstream, unfetched. */
+  setAside?: number;
   /** Upstream storage usage seen by the quota guard, before and after this run's deletions. */
   upstreamUsage?: { usedBytes: number; limitBytes: number; afterBytes: number };
   durationMs: number;

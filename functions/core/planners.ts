@@ -20,6 +20,24 @@ export function planImapFolder(state: FolderState | undefined, status: FolderSta
       why: `UIDVALIDITY changed (${state.uidValidity} -> ${status.uidValidity}): the UIDs are void, match by content`,
     };
   }
+  if (status.uidNextDerived && status.uidNext < state.uidNext) {
+    // The server sends no UIDNEXT; the adapter's stand-in (highest UID + 1) goes back whenever the newest messages
+    // are expunged, so here going back is not a re-created folder (one would go undetected, as in decision 0004
+    // when it outgrows the old UIDNEXT). What it does say: no UID at or above the saved UIDNEXT exists, so nothing
+    // is new; only what a previous run left below it may be pending.
+    const pending = state.committedThroughUid < state.uidNext - 1;
+    if (!pending) {
+      return {
+        kind: 'unchanged',
+        why: `no UID at or above ${state.uidNext} (highest UID + 1 is ${status.uidNext}, the server sends no UIDNEXT) and everything below committed`,
+      };
+    }
+    return {
+      kind: 'incremental',
+      fromUid: state.committedThroughUid + 1,
+      why: `fetch UIDs from ${state.committedThroughUid + 1}, left by a previous run (no UID at or above ${state.uidNext}; the server sends no UIDNEXT)`,
+    };
+  }
   if (status.uidNext < state.uidNext) {
     // RFC 9051 forbids it, but a mailbox deleted and re-created with the same UIDVALIDITY does this: the old UIDs
     // name other messages now. A new generation keeps the new identities apart; content matching does the rest.

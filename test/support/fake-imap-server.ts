@@ -3,8 +3,9 @@ import net from 'node:net';
 /**
  * A scripted IMAP server on 127.0.0.1 (plain TCP) for the faults Dovecot will not make on demand: sizes that lie,
  * literals longer than announced, endless answers, garbage, silence (STYLE.md 14). It speaks just enough IMAP4rev1
- * for what Tributary sends: CAPABILITY, LOGIN, LIST, EXAMINE/SELECT, UID FETCH (UID, RFC822.SIZE, INTERNALDATE,
- * BODY.PEEK[] whole or partial), UID SEARCH UID, UID STORE, UID EXPUNGE, NOOP, LOGOUT. Not a stand-in for Dovecot.
+ * for what Tributary sends: CAPABILITY, LOGIN, ENABLE, LIST, EXAMINE/SELECT, STATUS, UID FETCH (UID, RFC822.SIZE,
+ * INTERNALDATE, BODY.PEEK[] whole or partial, BODY.PEEK[HEADER]), UID SEARCH UID, UID STORE, UID EXPUNGE, NOOP,
+ * LOGOUT. Not a stand-in for Dovecot.
  */
 
 /** What the server writes: bytes (the string 'close' drops the connection instead); a stream, written with
@@ -33,6 +34,13 @@ export interface FakeImapOptions {
   greeting?: FakePiece[] | null;
   /** The whole answer to a command instead of the normal one; 'stall' answers nothing. */
   override?: (command: FakeImapCommand) => FakePiece[] | 'stall' | undefined;
+  /** Response codes EXAMINE/SELECT leave out ('UIDNEXT', 'UIDVALIDITY'): RFC 3501 lets a server omit them. */
+  examineOmits?: string[];
+  /** STATUS items the server leaves out of its answer ('UIDNEXT', ...). */
+  statusOmits?: string[];
+  /** What BODY[] / BODY[HEADER] serves for UID n to a connection that did not ENABLE UTF8=ACCEPT (RFC 6855's
+   *  downgraded message); the true bytes otherwise. */
+  downgraded?: (uid: number, body: Buffer) => Buffer;
 }
 
 export interface FakeImapServer {
@@ -43,6 +51,8 @@ export interface FakeImapServer {
   deletions: string[];
   /** UIDs actually removed by an expunge. */
   expunged: Set<number>;
+  /** What each ENABLE enabled, in order (`UTF8=ACCEPT`). */
+  enabled: string[];
   close(): Promise<void>;
 }
 
@@ -145,6 +155,7 @@ export async function startFakeImap(options: FakeImapOptions): Promise<FakeImapS
     received: [],
     deletions: [],
     expunged: new Set(),
+    enabled: [],
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -157,22 +168,42 @@ export async function startFakeImap(options: FakeImapOptions): Promise<FakeImapS
     socket.on('error', () => undefined);
     const out = new PieceWriter(socket);
     const deleted = new Set<number>();
+    /** Extensions this connection ENABLEd. */
+    const enabled = new Set<string>();
+    const served = (uid: number, body: Buffer) =>
+      options.downgraded && !enabled.has('UTF8=ACCEPT') ? options.downgraded(uid, body) : body;
 
     const uids = () => [...mailbox.keys()].sort((a, b) => a - b);
     const seqOf = (uid: number) => uids().indexOf(uid) + 1;
+    /** Never below what was ever handed out: UIDs are not reused. */
+    const uidNext = () => {
+      const all = uids();
+      return Math.max((all.length ? all[all.length - 1]! : 0) + 1, options.messages.length + 1);
+    };
 
     const fetch = (tag: string, args: string): FakePiece[] => {
-      const m = /^(\S+)\s+\((.*)\)$/.exec(args);
+      // A list of items, or one bare item (`UID FETCH * UID`).
+      const m = /^(\S+)\s+(?:\((.*)\)|(\S+))$/.exec(args);
       if (!m) return [`${tag} BAD bad FETCH\r\n`];
-      const items = m[2]!.toUpperCase();
+      const items = (m[2] ?? m[3]!).toUpperCase();
       const pieces: FakePiece[] = [];
       for (const uid of parseSet(m[1]!, uids())) {
-        const body = mailbox.get(uid)!;
+        const body = served(uid, mailbox.get(uid)!);
         const attrs: string[] = [`UID ${uid}`];
         if (items.includes('RFC822.SIZE'))
           attrs.push(`RFC822.SIZE ${options.announcedSize?.(uid, body.length) ?? body.length}`);
         if (items.includes('INTERNALDATE'))
           attrs.push(`INTERNALDATE "01-Jan-2024 00:00:${String(uid % 60).padStart(2, '0')} +0000"`);
+        if (items.includes('BODY.PEEK[HEADER]')) {
+          const end = body.indexOf('\r\n\r\n');
+          const header = end < 0 ? body : body.subarray(0, end + 4);
+          pieces.push(
+            `* ${seqOf(uid)} FETCH (${attrs.join(' ')} BODY[HEADER] {${header.length}}\r\n`,
+            header,
+            ')\r\n',
+          );
+          continue;
+        }
         const peek = /BODY\.PEEK\[\](?:<(\d+)\.(\d+)>)?/.exec(items);
         if (!peek) {
           pieces.push(`* ${seqOf(uid)} FETCH (${attrs.join(' ')})\r\n`);
@@ -204,12 +235,41 @@ export async function startFakeImap(options: FakeImapOptions): Promise<FakeImapS
         case 'EXAMINE':
         case 'SELECT': {
           const all = uids();
-          const next = (all.length ? all[all.length - 1]! : 0) + 1;
+          const omits = options.examineOmits ?? [];
           return [
             `* ${all.length} EXISTS\r\n* 0 RECENT\r\n* FLAGS (\\Seen \\Deleted)\r\n`,
-            `* OK [UIDVALIDITY ${UIDVALIDITY}] UIDs valid\r\n* OK [UIDNEXT ${Math.max(next, options.messages.length + 1)}] next\r\n`,
+            omits.includes('UIDVALIDITY') ? '' : `* OK [UIDVALIDITY ${UIDVALIDITY}] UIDs valid\r\n`,
+            omits.includes('UIDNEXT') ? '' : `* OK [UIDNEXT ${uidNext()}] next\r\n`,
             `${tag} OK [${verb === 'EXAMINE' ? 'READ-ONLY' : 'READ-WRITE'}] opened\r\n`,
           ];
+        }
+        case 'STATUS': {
+          const m = /^("[^"]*"|\S+)\s+\((.*)\)$/.exec(args);
+          if (!m) return [`${tag} BAD bad STATUS\r\n`];
+          const values: Record<string, number> = {
+            MESSAGES: uids().length,
+            UIDNEXT: uidNext(),
+            UIDVALIDITY: UIDVALIDITY,
+            UNSEEN: 0,
+          };
+          const items = m[2]!
+            .toUpperCase()
+            .split(/\s+/)
+            .filter((item) => item in values && !(options.statusOmits ?? []).includes(item));
+          return [
+            `* STATUS ${m[1]} (${items.map((item) => `${item} ${values[item]}`).join(' ')})\r\n`,
+            `${tag} OK STATUS done\r\n`,
+          ];
+        }
+        case 'ENABLE': {
+          const offered = new Set(caps.map((c) => c.toUpperCase()));
+          const now = args
+            .toUpperCase()
+            .split(/\s+/)
+            .filter((e) => offered.has(e));
+          for (const e of now) enabled.add(e);
+          fake.enabled.push(...now);
+          return [`* ENABLED${now.map((e) => ` ${e}`).join('')}\r\n${tag} OK ENABLE done\r\n`];
         }
         case 'UID FETCH':
           return fetch(tag, args);

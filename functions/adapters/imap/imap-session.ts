@@ -1,7 +1,7 @@
 import tls from 'node:tls';
 import net from 'node:net';
 import { ImapFlow } from 'imapflow';
-import { UpstreamError, type ErrorCode } from '../../core/errors';
+import { MessageError, UpstreamError, type ErrorCode } from '../../core/errors';
 import type { FolderStatus, Source } from '../../core/model';
 import { DEFAULT_WHOLE_MESSAGE_BYTES } from '../../core/ports';
 import type { Bytes, ConnectOptions, ImapSession, Logger, TlsInfo } from '../../core/ports';
@@ -27,8 +27,11 @@ const LISTING_BYTES_PER_MESSAGE = 256;
 /** How far an announced size and the bytes served may differ: Exchange estimates RFC822.SIZE unless
  *  EnableExactRFC822Size is set, and servers count line ends differently, so only a gross mismatch is refused. */
 const SIZE_SLACK_BYTES = 1024 * 1024;
-/** UIDs per UID SEARCH / STORE / EXPUNGE command: keeps command lines short even for scattered UIDs. */
+/** UIDs per UID SEARCH / STORE / EXPUNGE / FETCH of headers: keeps command lines short even for scattered UIDs. */
 const SET_CHUNK = 1000;
+/** Bytes per message a UID FETCH BODY.PEEK[HEADER] may take on average: header blocks of real mail are a few KB,
+ *  long Received chains and DKIM signatures some tens; the sum over the set is the budget, not each one. */
+const HEADER_BYTES_PER_MESSAGE = 256 * 1024;
 
 /** imapflow's logger, routed to ours: only warnings and errors, never protocol traffic (it could hold mail). */
 function loggerAdapter(logger?: Logger) {
@@ -68,13 +71,8 @@ export function imapError(source: Source, err: unknown, stage: string, password?
       false,
     );
   }
-  if (e.tlsFailed) {
-    return make(
-      'STARTTLS_UNAVAILABLE',
-      `${where} does not offer STARTTLS, and this source requires it: nothing was sent in clear. Use tls "implicit" with the IMAPS port (usually 993) if the server has one.`,
-      false,
-    );
-  }
+  // imapflow marks every failure of the STARTTLS step `tlsFailed`, a refused STARTTLS as well as a certificate the
+  // handshake rejected after it: the certificate and timeout codes below are tried first, as with implicit TLS.
   switch (e.code) {
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
@@ -115,6 +113,14 @@ export function imapError(source: Source, err: unknown, stage: string, password?
     case 'NONEXISTENT':
       return make('FOLDER_NOT_FOUND', `${stage}: the folder does not exist on ${source.host}`, false);
   }
+  if (e.tlsFailed && e.code === undefined) {
+    // imapflow's own "not offered" errors carry no code (no STARTTLS capability, a refused STARTTLS, PREAUTH).
+    return make(
+      'STARTTLS_UNAVAILABLE',
+      `${where} does not offer STARTTLS, and this source requires it: nothing was sent in clear. Use tls "implicit" with the IMAPS port (usually 993) if the server has one.`,
+      false,
+    );
+  }
   if (e.code === 'LiteralTooLarge' || e.code === 'LineTooLarge' || e.code === 'ResponseTooLarge') {
     return make(
       'PROTOCOL_ERROR',
@@ -146,6 +152,13 @@ export function imapError(source: Source, err: unknown, stage: string, password?
     e.code === 'EPIPE'
   ) {
     return make('CONNECTION_LOST', `the connection to ${where} was lost during ${stage}`, true);
+  }
+  if (e.tlsFailed) {
+    return make(
+      'TLS_FAILED',
+      `TLS after STARTTLS with ${where} failed (${e.code}): ${e.message}; nothing was sent in clear`,
+      false,
+    );
   }
   return make(
     'PROTOCOL_ERROR',
@@ -247,6 +260,7 @@ export async function openImapSession(
     // The login exchange (greeting, CAPABILITY, LOGIN, NAMESPACE or LIST "" "") is small; a server that answers
     // it endlessly (imapflow reads on, no timeout fires) is dropped.
     await watch.guarded('connect and login', SMALL_ANSWER_BYTES, () => client.connect());
+    await watch.guarded('ENABLE UTF8=ACCEPT', SMALL_ANSWER_BYTES, () => enableUtf8Accept(client));
   } catch (err) {
     client.close();
     const code = (err as { code?: string }).code;
@@ -268,6 +282,24 @@ export async function openImapSession(
     throw imapError(source, err, 'connect and login', password);
   }
   return new ImapFlowSession(client, source, options.timeoutMs, watch, wholeMessageBytes);
+}
+
+/**
+ * RFC 6855: a server may serve mail with raw UTF-8 headers "downgraded" (or as a placeholder) to a client that did
+ * not ENABLE UTF8=ACCEPT, and that copy is not the message. imapflow would send the ENABLE itself, but only within
+ * its auto-enable, which also asks for CONDSTORE and IMAP4rev2 and is off here (`disableAutoEnable`), so this
+ * enables UTF8=ACCEPT alone, before any folder is opened (the RFC allows it only then). Bodies stay exact: imapflow
+ * hands literals over as the bytes received; only mailbox names change form on the wire (UTF-8 instead of modified
+ * UTF-7), and imapflow encodes and decodes them, so a folder keeps its name. A refused ENABLE leaves the session
+ * as it was.
+ */
+async function enableUtf8Accept(client: ImapFlow): Promise<void> {
+  const caps = client.capabilities;
+  // UTF8=ONLY implies UTF8=ACCEPT (RFC 6855 section 6); imapflow only enables what the server lists.
+  if (!caps.has('UTF8=ACCEPT') && caps.has('UTF8=ONLY')) caps.set('UTF8=ACCEPT', true);
+  if (!caps.has('UTF8=ACCEPT')) return;
+  const run = (client as unknown as { run: (command: string, ...args: unknown[]) => Promise<unknown> }).run;
+  await run.call(client, 'ENABLE', ['UTF8=ACCEPT']);
 }
 
 /**
@@ -341,6 +373,16 @@ class ConnectionWatch {
   }
 }
 
+/** A usable UID / UIDNEXT: a positive safe integer, else undefined. */
+function positive(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : undefined;
+}
+
+/** A usable count: a non-negative safe integer, else undefined. */
+function nonNegative(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : undefined;
+}
+
 /**
  * Whether a body of `actual` bytes may be the message announced at `announced` bytes. Sizes are not exact
  * everywhere (SIZE_SLACK_BYTES), but a body more than twice the other plus a megabyte is not the message announced:
@@ -357,6 +399,8 @@ class ImapFlowSession implements ImapSession {
 
   /** An operation failed: commands may still be in flight (an endless answer), so LOGOUT would wait behind them. */
   private failed = false;
+  /** The UIDVALIDITY of each opened folder view, also when only STATUS told it (imapflow keeps only EXAMINE's). */
+  private readonly validities = new WeakMap<object, string>();
 
   constructor(
     private readonly client: ImapFlow,
@@ -396,17 +440,85 @@ class ImapFlowSession implements ImapSession {
   }
 
   private async openFolderNow(folder: string): Promise<FolderStatus> {
+    let box: Awaited<ReturnType<ImapFlow['mailboxOpen']>>;
     try {
-      const box = await this.client.mailboxOpen(folder, { readOnly: true });
-      return {
-        uidValidity: String(box.uidValidity),
-        uidNext: Number(box.uidNext),
-        exists: Number(box.exists),
-        highestModseq: box.highestModseq === undefined ? undefined : String(box.highestModseq),
-      };
+      box = await this.client.mailboxOpen(folder, { readOnly: true });
     } catch (err) {
       throw this.folderError(folder, err, `EXAMINE ${folder}`);
     }
+    // imapflow leaves a field unset when the server did not send it or sent no usable number (never NaN).
+    let uidValidity = box.uidValidity === undefined ? undefined : String(box.uidValidity);
+    let uidNext = positive(box.uidNext);
+    let exists = nonNegative(box.exists);
+    if (uidValidity === undefined || uidNext === undefined || exists === undefined) {
+      // RFC 3501 lets EXAMINE omit UIDNEXT (Courier does); STATUS must answer it.
+      const status = await this.statusOf(folder, {
+        ...(uidNext === undefined ? { uidNext: true } : {}),
+        ...(uidValidity === undefined ? { uidValidity: true } : {}),
+        ...(exists === undefined ? { messages: true } : {}),
+      });
+      uidNext ??= positive(status?.uidNext);
+      uidValidity ??= status?.uidValidity === undefined ? undefined : String(status.uidValidity);
+      exists ??= nonNegative(status?.messages);
+    }
+    if (uidValidity === undefined || exists === undefined) {
+      throw new UpstreamError(
+        'PROTOCOL_ERROR',
+        `${this.source.host} did not say the ${uidValidity === undefined ? 'UIDVALIDITY' : 'message count'} of "${folder}" in answer to EXAMINE or STATUS: without it no message can be named safely, so nothing was read`,
+        true,
+      );
+    }
+    this.validities.set(box, uidValidity);
+    const highestModseq = box.highestModseq === undefined ? undefined : String(box.highestModseq);
+    const base = { uidValidity, exists, ...(highestModseq === undefined ? {} : { highestModseq }) };
+    if (uidNext !== undefined) return { ...base, uidNext };
+    // Nor in STATUS: the highest UID + 1 stands in. It is never above the real UIDNEXT, so "everything below it
+    // is listed" stays true; it goes down when the newest messages are expunged (the planner knows, see uidNextDerived).
+    return { ...base, uidNext: (await this.highestUid(exists)) + 1, uidNextDerived: true };
+  }
+
+  /** STATUS of a folder; undefined when the server refused it (imapflow answers false then). */
+  private async statusOf(
+    folder: string,
+    query: { uidNext?: boolean; uidValidity?: boolean; messages?: boolean },
+  ): Promise<Exclude<Awaited<ReturnType<ImapFlow['status']>>, false> | undefined> {
+    let status: Awaited<ReturnType<ImapFlow['status']>> | false;
+    try {
+      status = await this.client.status(folder, query);
+    } catch (err) {
+      throw this.folderError(folder, err, `STATUS ${folder}`);
+    }
+    if (status) return status;
+    if (!this.client.usable) {
+      throw new UpstreamError(
+        'CONNECTION_LOST',
+        `the connection to ${this.source.host}:${this.source.port} was lost during STATUS ${folder}`,
+        true,
+      );
+    }
+    return undefined;
+  }
+
+  /** The highest UID of the open folder (`UID FETCH * UID`), 0 when it is empty. */
+  private async highestUid(exists: number): Promise<number> {
+    // `UID FETCH *` of an empty folder is an error on some servers, and there is no UID to find.
+    if (exists === 0) return 0;
+    let highest = 0;
+    try {
+      for await (const m of this.client.fetch({ uid: '*' }, { uid: true }, { uid: true })) {
+        if (Number.isSafeInteger(m.uid) && m.uid > highest) highest = m.uid;
+      }
+    } catch (err) {
+      throw imapError(this.source, err, 'UID FETCH * (UID)');
+    }
+    if (!highest && !this.client.usable) {
+      throw new UpstreamError(
+        'CONNECTION_LOST',
+        `the connection to ${this.source.host}:${this.source.port} was lost during UID FETCH * (UID)`,
+        true,
+      );
+    }
+    return highest;
   }
 
   private folderError(folder: string, err: unknown, stage: string): UpstreamError {
@@ -672,10 +784,11 @@ class ImapFlowSession implements ImapSession {
         }
         const announced = sizes.get(m.uid)!;
         if (!sizesAgree(announced, source.length)) {
-          throw new UpstreamError(
+          // This message's failure, not the connection's: the sync sets it aside after a few runs.
+          throw new MessageError(
             'PROTOCOL_ERROR',
             `${this.source.host} sent ${source.length} bytes for UID ${m.uid}, whose RFC822.SIZE is ${announced}: that is not the message it announced, so it was not stored`,
-            true,
+            { uid: m.uid },
           );
         }
         try {
@@ -690,14 +803,17 @@ class ImapFlowSession implements ImapSession {
       if (consumerError !== undefined) throw consumerError;
       throw imapError(this.source, err, 'UID FETCH BODY.PEEK[]');
     }
-    await this.confirmGone(uids.filter((u) => !delivered.has(u)));
+    await this.confirmGone(
+      uids.filter((u) => !delivered.has(u)),
+      'BODY.PEEK[]',
+    );
   }
 
   /**
    * The caller settles UIDs that were not delivered as expunged; make sure they are. A closed connection or a
    * server that answered without the body must not pass for an expunge: that would skip a message for good.
    */
-  private async confirmGone(uids: number[]): Promise<void> {
+  private async confirmGone(uids: number[], what: string): Promise<void> {
     if (!uids.length) return;
     if (!this.client.usable || !this.client.mailbox) {
       throw new UpstreamError(
@@ -706,12 +822,13 @@ class ImapFlowSession implements ImapSession {
         true,
       );
     }
-    const still = [...(await this.present(uids))];
+    const still = [...(await this.present(uids))].sort((a, b) => a - b);
     if (still.length) {
-      throw new UpstreamError(
+      // Named after the first: the sync counts failures per message, and the next run meets the others again.
+      throw new MessageError(
         'PROTOCOL_ERROR',
-        `${this.source.host} did not send the body of UID ${still.join(', ')} although the message exists; it will be retried`,
-        true,
+        `${this.source.host} did not send ${what} of UID ${still.join(', ')} although the message exists; it will be retried`,
+        { uid: still[0]! },
       );
     }
   }
@@ -732,11 +849,12 @@ class ImapFlowSession implements ImapSession {
       throw imapError(this.source, err, `download UID ${uid}`);
     }
     if (!download.content) {
-      await this.confirmGone([uid]); // expunged meanwhile, or the connection is gone
+      await this.confirmGone([uid], 'BODY.PEEK[]'); // expunged meanwhile, or the connection is gone
       return;
     }
     const content = download.content;
     const source = this.source;
+    const client = this.client;
     async function* body(): Bytes {
       let received = 0;
       try {
@@ -745,14 +863,30 @@ class ImapFlowSession implements ImapSession {
           yield chunk as Buffer;
         }
       } catch (err) {
+        // Past twice the announced size (imapflow's DownloadOverflow) the body is not this message: its failure.
+        if ((err as { code?: string } | undefined)?.code === 'DownloadOverflow') {
+          throw new MessageError(
+            'PROTOCOL_ERROR',
+            `${source.host} sent more than twice the ${size} bytes announced for UID ${uid}: that is not the message it announced, so it was not stored`,
+            { uid },
+            { cause: err },
+          );
+        }
         throw imapError(source, err, `download UID ${uid}`);
       }
       // A chunked download ends at the first short chunk: a server that cut one short would pass for the end.
-      if (received < size) {
+      if (received < size && !client.usable) {
         throw new UpstreamError(
+          'CONNECTION_LOST',
+          `the connection to ${source.host}:${source.port} was lost during the download of UID ${uid}`,
+          true,
+        );
+      }
+      if (received < size) {
+        throw new MessageError(
           'PROTOCOL_ERROR',
           `${source.host} sent ${received} of the ${size} bytes of UID ${uid}; it will be retried`,
-          true,
+          { uid },
         );
       }
     }
@@ -761,6 +895,72 @@ class ImapFlowSession implements ImapSession {
     } finally {
       content.destroy();
     }
+  }
+
+  headerBlocks(folder: string, uidValidity: string, uids: number[]): Promise<Map<number, Buffer>> {
+    return this.guarded(
+      'EXAMINE / UID FETCH BODY.PEEK[HEADER]',
+      2 * SMALL_ANSWER_BYTES + uids.length * HEADER_BYTES_PER_MESSAGE,
+      () => this.headerBlocksNow(folder, uidValidity, uids),
+    );
+  }
+
+  private async headerBlocksNow(
+    folder: string,
+    uidValidity: string,
+    uids: number[],
+  ): Promise<Map<number, Buffer>> {
+    const wanted = [...new Set(uids)].sort((a, b) => a - b);
+    const blocks = new Map<number, Buffer>();
+    if (!wanted.length) return blocks;
+    // The open folder in whatever mode (a delete leaves it SELECTed); any other is EXAMINEd, never SELECTed.
+    const current = this.openValidity(folder) ?? (await this.openFolderNow(folder)).uidValidity;
+    if (current !== uidValidity) {
+      throw new UpstreamError(
+        'PROTOCOL_ERROR',
+        `the UIDVALIDITY of "${folder}" on ${this.source.host} changed (${uidValidity} -> ${current}): its UIDs now name other messages, so none of them can be checked`,
+        true,
+      );
+    }
+    for (const chunk of chunked(wanted, SET_CHUNK)) {
+      const asked = new Set(chunk);
+      try {
+        // `headers` is BODY.PEEK[HEADER]: reading never sets \Seen. A literal arrives as the bytes sent.
+        for await (const m of this.client.fetch(
+          compactUidSet(chunk),
+          { uid: true, headers: true },
+          { uid: true },
+        )) {
+          if (!m.headers) continue;
+          if (!asked.has(m.uid) || blocks.has(m.uid)) {
+            throw new UpstreamError(
+              'PROTOCOL_ERROR',
+              `${this.source.host} sent the header block of UID ${m.uid} ${blocks.has(m.uid) ? 'twice' : 'unasked'} in one UID FETCH`,
+              true,
+            );
+          }
+          blocks.set(m.uid, m.headers);
+        }
+      } catch (err) {
+        throw imapError(this.source, err, 'UID FETCH BODY.PEEK[HEADER]');
+      }
+      // A UID left out is taken for expunged by the caller: make sure it is.
+      await this.confirmGone(
+        chunk.filter((uid) => !blocks.has(uid)),
+        'BODY.PEEK[HEADER]',
+      );
+    }
+    return blocks;
+  }
+
+  /** The UIDVALIDITY of `folder` when it is the open folder, as EXAMINE/SELECT (or STATUS after it) said. */
+  private openValidity(folder: string): string | undefined {
+    const box = this.client.mailbox;
+    if (!box) return undefined;
+    // imapflow keeps INBOX upper-cased whatever case it was asked in (it is case-insensitive, RFC 3501 5.1).
+    const same = box.path === folder || (box.path === 'INBOX' && folder.toUpperCase() === 'INBOX');
+    if (!same) return undefined;
+    return box.uidValidity !== undefined ? String(box.uidValidity) : this.validities.get(box);
   }
 
   quota(): Promise<{ usedBytes: number; limitBytes: number } | undefined> {

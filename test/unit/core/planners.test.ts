@@ -36,6 +36,37 @@ describe('planImapFolder', () => {
       'rematch',
       undefined,
     ],
+    // No UIDNEXT from the server: the adapter's highest UID + 1 goes back when the newest messages are expunged.
+    [
+      'derived UIDNEXT back after the newest were expunged',
+      state(),
+      status({ uidNext: 40, exists: 38, uidNextDerived: true }),
+      'unchanged',
+      undefined,
+    ],
+    [
+      'derived UIDNEXT of an emptied folder',
+      state(),
+      status({ uidNext: 1, exists: 0, uidNextDerived: true }),
+      'unchanged',
+      undefined,
+    ],
+    [
+      'derived UIDNEXT back, a previous run stopped early',
+      state({ committedThroughUid: 30 }),
+      status({ uidNext: 35, uidNextDerived: true }),
+      'incremental',
+      31,
+    ],
+    ['derived UIDNEXT same', state(), status({ uidNext: 42, uidNextDerived: true }), 'unchanged', undefined],
+    ['derived UIDNEXT grew', state(), status({ uidNext: 45, uidNextDerived: true }), 'incremental', 42],
+    [
+      'a real UIDNEXT going back still means re-created',
+      state(),
+      status({ uidNext: 40 }),
+      'rematch',
+      undefined,
+    ],
   ] as const)('%s', (_name, st, stat, kind, fromUid) => {
     const plan = planImapFolder(st, stat);
     expect(plan.kind).toBe(kind);

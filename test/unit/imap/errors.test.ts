@@ -75,6 +75,43 @@ describe('imapError', () => {
       /does not speak IMAP/,
     ],
     [Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }), 'CONNECTION_LOST', true, /lost/],
+    // imapflow marks every failure of the STARTTLS step tlsFailed, the handshake's certificate errors too.
+    [
+      Object.assign(new Error('unable to verify the first certificate'), {
+        code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+        tlsFailed: true,
+      }),
+      'TLS_CERT_UNTRUSTED',
+      false,
+      /not trusted .*caFile/,
+    ],
+    [
+      Object.assign(new Error("Hostname/IP does not match certificate's altnames"), {
+        code: 'ERR_TLS_CERT_ALTNAME_INVALID',
+        tlsFailed: true,
+      }),
+      'TLS_HOSTNAME_MISMATCH',
+      false,
+      /not valid for the name imap\.example\.com/,
+    ],
+    [
+      Object.assign(new Error('Failed to upgrade connection in required time'), {
+        code: 'UPGRADE_TIMEOUT',
+        tlsFailed: true,
+      }),
+      'TIMEOUT',
+      true,
+      /did not answer in time/,
+    ],
+    [
+      Object.assign(new Error('Server sent data after the STARTTLS response'), {
+        code: 'STARTTLS_INJECTION',
+        tlsFailed: true,
+      }),
+      'TLS_FAILED',
+      false,
+      /nothing was sent in clear|Check "tls"/,
+    ],
   ])('maps %s to %s', (err, code, retryable, message) => {
     const mapped = imapError(source, err, 'connect and login');
     expect({ code: mapped.code, retryable: mapped.retryable }).toEqual({ code, retryable });
