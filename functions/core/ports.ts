@@ -3,6 +3,7 @@ import type {
   AuditRecord,
   FolderState,
   FolderStatus,
+  MessageFailure,
   MessageMetadata,
   MessageRecord,
   Source,
@@ -228,6 +229,18 @@ export interface MessageIndex {
    * fetched again); 'already' when it was evicted before. The object is deleted by the caller afterwards.
    */
   evict(lease: Lease, record: AuditRecord, now: number): Promise<'evicted' | 'already'>;
+  /** The messages of a source that failed on their own, set aside or still being retried (strongly consistent). */
+  messageFailures(sourceId: string): Promise<MessageFailure[]>;
+  /** Writes one message's failure record (attempts, reason, set aside or not) while `lease` is ours. */
+  recordMessageFailure(lease: Lease, failure: MessageFailure): Promise<void>;
+  /** Forgets failure records (the message was committed at last, or is gone upstream) while `lease` is ours. */
+  clearMessageFailures(lease: Lease, identities: string[]): Promise<void>;
+  /**
+   * Asks the next run to try set-aside messages again (all of the source's, or these identities): attempts start
+   * over. Not fenced: it only marks records, and a run that meanwhile fails the message again just counts again.
+   * Returns how many were marked.
+   */
+  retryMessages(sourceId: string, identities?: string[]): Promise<number>;
   /** Intents not yet completed: left by a run that stopped between an action and its completion. */
   pendingActions(sourceId: string): Promise<AuditRecord[]>;
   /** The audit trail of a source, oldest first, from `since` (ISO 8601) on. */

@@ -1,10 +1,17 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { BodyTap, sha256Hex } from './body-tap';
-import { describeError, LeaseLostError, UpstreamError } from './errors';
+import { describeError, LeaseLostError, MessageError, UpstreamError } from './errors';
 import { bytesOf, collect, Pipeline } from './pipeline';
-import { identityKey, imapFolderKeyPrefix, imapFolderPrefix } from './model';
-import type { FolderState, MessageRecord, Source, SourceRunReport, UpstreamId } from './model';
+import { identityKey, imapFolderKeyPrefix, imapFolderPrefix, SET_ASIDE_AFTER } from './model';
+import type {
+  FolderState,
+  MessageFailure,
+  MessageRecord,
+  Source,
+  SourceRunReport,
+  UpstreamId,
+} from './model';
 import {
   effectiveValidity,
   folderGeneration,
@@ -161,6 +168,8 @@ export async function syncSource(
     }
   } finally {
     await run.stopRenewing();
+    const setAside = run.setAsideCount();
+    if (setAside) report.setAside = setAside;
     report.durationMs = deps.clock.now() - started;
     try {
       // A run that lost its lease must not overwrite its successor's status.
@@ -301,6 +310,7 @@ class SourceRun {
 
   async execute(): Promise<void> {
     const password = await this.deps.credentials.password(this.source);
+    for (const f of await this.deps.index.messageFailures(this.source.id)) this.failures.set(f.identity, f);
     const connect = {
       timeoutMs: this.options.timeoutMs ?? 30_000,
       wholeMessageBytes: this.wholeMessageBytes,
@@ -416,6 +426,60 @@ class SourceRun {
     return fits;
   }
 
+  /** Messages set aside and not asked to be retried: every run skips them. */
+  setAsideCount(): number {
+    return [...this.failures.values()].filter((f) => f.setAside && !f.retry).length;
+  }
+
+  private isSetAside(identity: string): boolean {
+    const f = this.failures.get(identity);
+    return f !== undefined && f.setAside && !f.retry;
+  }
+
+  /**
+   * Counts a failed attempt at one message; returns true when that set it aside. A message being retried on demand
+   * stays marked for retry until it is set aside again, so a run below the IMAP checkpoint keeps reaching it.
+   */
+  private async messageFailed(upstream: UpstreamId, err: MessageError): Promise<boolean> {
+    const identity = identityKey(upstream);
+    const previous = this.failures.get(identity);
+    const at = new Date(this.deps.clock.now()).toISOString();
+    const attempts = (previous?.attempts ?? 0) + 1;
+    const setAside = attempts >= SET_ASIDE_AFTER;
+    const failure: MessageFailure = {
+      sourceId: this.source.id,
+      identity,
+      upstream,
+      attempts,
+      error: { code: err.code, message: err.message },
+      firstAt: previous?.firstAt ?? at,
+      lastAt: at,
+      setAside,
+      ...(!setAside && previous?.retry ? { retry: true } : {}),
+    };
+    this.checkLease();
+    await this.deps.index.recordMessageFailure(this.lease, failure);
+    this.failures.set(identity, failure);
+    if (setAside) {
+      this.report.outcome = 'more';
+      this.report.notes.push(
+        `${identity}: set aside after ${attempts} failed attempts (${err.message}); it stays upstream, untouched and never deleted by a policy, and the rest of the source goes on ("tributary sources retry ${this.source.id}" tries it again)`,
+      );
+    } else {
+      this.report.notes.push(`${identity}: attempt ${attempts} of ${SET_ASIDE_AFTER} failed on this message`);
+    }
+    return setAside;
+  }
+
+  /** Forgets the failures of messages now committed (or gone upstream). */
+  private async forgetFailures(identities: string[]): Promise<void> {
+    const known = identities.filter((id) => this.failures.has(id));
+    if (!known.length) return;
+    this.checkLease();
+    await this.deps.index.clearMessageFailures(this.lease, known);
+    for (const id of known) this.failures.delete(id);
+  }
+
   private budgetLeft(): boolean {
     return this.deps.clock.now() < this.options.deadline;
   }
@@ -527,12 +591,24 @@ class SourceRun {
     const state = await this.deps.index.getFolderState(this.source.id, folder);
     const plan = planImapFolder(state, status);
     this.deps.logger.debug('imap plan', { sourceId: this.source.id, folder, plan: plan.kind, why: plan.why });
-    if (plan.kind === 'unchanged') return true;
-    if (plan.kind === 'rematch') this.report.notes.push(`${folder}: ${plan.why}`);
-
-    const fromUid = plan.kind === 'rematch' ? 1 : plan.fromUid;
     const generation = folderGeneration(state, plan);
     const validity = effectiveValidity(status.uidValidity, generation);
+    // Set-aside messages asked to be retried may lie below the checkpoint: the listing starts low enough to reach them.
+    const retryUids = [...this.failures.values()].flatMap((f) =>
+      f.retry &&
+      f.upstream.kind === 'imap' &&
+      f.upstream.folder === folder &&
+      f.upstream.uidValidity === validity
+        ? [f.upstream.uid]
+        : [],
+    );
+    if (plan.kind === 'unchanged' && !retryUids.length) return true;
+    if (plan.kind === 'rematch') this.report.notes.push(`${folder}: ${plan.why}`);
+
+    const fromUid = Math.min(
+      plan.kind === 'rematch' ? 1 : plan.kind === 'unchanged' ? Number.MAX_SAFE_INTEGER : plan.fromUid,
+      ...retryUids,
+    );
     const prefix = imapFolderPrefix(folder, validity);
     const idOf = (uid: number): UpstreamId => ({ kind: 'imap', folder, uidValidity: validity, uid });
     const listed = await session.listUids(fromUid);
@@ -546,10 +622,25 @@ class SourceRun {
       listed.map((m) => m.uid),
     );
     const unstored = listed.filter((m) => {
-      const done = committed.has(identityKey(idOf(m.uid)));
+      const identity = identityKey(idOf(m.uid));
+      // A set-aside message is settled for the checkpoint: it is on record, and a retry reaches below it.
+      const done = committed.has(identity) || this.isSetAside(identity);
       if (done) checkpoint.settle(m.uid);
       return !done;
     });
+    // Failures of UIDs this complete listing no longer holds: the message is gone upstream, nothing is left to retry.
+    const listedUids = new Set(listed.map((m) => m.uid));
+    await this.forgetFailures(
+      [...this.failures.values()].flatMap((f) =>
+        f.upstream.kind === 'imap' &&
+        f.upstream.folder === folder &&
+        f.upstream.uidValidity === validity &&
+        f.upstream.uid >= fromUid &&
+        !listedUids.has(f.upstream.uid)
+          ? [f.identity]
+          : [],
+      ),
+    );
     const todo = this.limitToInbox(unstored);
     const cut = todo.length < unstored.length;
     this.progress(todo.length);
@@ -584,6 +675,7 @@ class SourceRun {
       } else {
         await this.commit(record);
       }
+      await this.forgetFailures([record.identity]);
       checkpoint.settle(uid);
       this.progress(todo.length);
     };
@@ -607,14 +699,26 @@ class SourceRun {
     if (jobFailure && (!failure || failure.error instanceof BudgetSpent)) failure = jobFailure;
     if (failure && !(failure.error instanceof BudgetSpent)) {
       await save(state?.uidValidity === status.uidValidity ? state.uidNext : 1).catch(() => undefined);
-      throw failure.error;
+      const err = failure.error;
+      if (
+        err instanceof MessageError &&
+        err.at.uid !== undefined &&
+        (await this.messageFailed(idOf(err.at.uid), err))
+      )
+        return false;
+      throw err;
     }
     if (failure) finished = false;
     if (finished && !cut) {
       // Every listed UID was delivered or has vanished meanwhile, and the listing (taken after EXAMINE) holds
       // every UID below that UIDNEXT still there: UIDs are never reused, so everything below it is settled.
       checkpoint.settleThrough(status.uidNext - 1);
-      await save(status.uidNext, true);
+      // A UIDNEXT derived from the highest UID goes down when the newest messages are expunged: keep the higher one.
+      const sameGeneration = state?.uidValidity === status.uidValidity && !rematching;
+      await save(
+        status.uidNextDerived && sameGeneration ? Math.max(state.uidNext, status.uidNext) : status.uidNext,
+        true,
+      );
       return true;
     }
     await save(state?.uidValidity === status.uidValidity ? state.uidNext : 1);
@@ -672,8 +776,14 @@ class SourceRun {
     });
     const committed = await this.deps.index.committedIdentities(this.source.id, 'pop3');
     const plan = planPop3Sync(committed, candidates);
-    const fetch = this.limitToInbox(plan.fetch);
+    const fetch = this.limitToInbox(plan.fetch.filter((c) => !this.isSetAside(c.identity)));
     const listed = new Set(candidates.map((c) => c.identity));
+    // Failures of messages the maildrop no longer lists: gone upstream, nothing is left to retry.
+    await this.forgetFailures(
+      [...this.failures.values()].flatMap((f) =>
+        f.upstream.kind !== 'imap' && !listed.has(f.identity) ? [f.identity] : [],
+      ),
+    );
     // Stored identities the server no longer lists: after a UIDL reset, new UIDLs may name those very messages.
     const vanished = [...committed].some((id) => !listed.has(id));
     const sizes = new Map(candidates.map((c) => [c.number, c.size]));
@@ -693,6 +803,7 @@ class SourceRun {
       } else {
         await this.commit(record);
       }
+      await this.forgetFailures([record.identity]);
       this.pop3FetchedNow.set(number, record.object.sha256);
       this.progress(fetch.length);
     };
@@ -713,7 +824,12 @@ class SourceRun {
     const jobFailure = await pipeline.settle();
     if (jobFailure && (!failure || failure.error instanceof BudgetSpent)) failure = jobFailure;
     if (failure) {
-      if (!(failure.error instanceof BudgetSpent)) throw failure.error;
+      const err = failure.error;
+      if (err instanceof MessageError && err.at.number !== undefined) {
+        const upstream = this.pop3Upstream.get(err.at.number);
+        if (upstream && (await this.messageFailed(upstream, err))) return false;
+      }
+      if (!(err instanceof BudgetSpent)) throw err;
       this.report.outcome = 'more';
       this.report.notes.push('time budget spent; the next run continues');
       return false;
@@ -754,6 +870,8 @@ class SourceRun {
     return true;
   }
 
+  /** Messages that failed on their own before, by identity (set aside after SET_ASIDE_AFTER attempts). */
+  private readonly failures = new Map<string, MessageFailure>();
   /** Message numbers fetched in this session, with the sha256 of what was fetched: their proof before a DELE. */
   private readonly pop3FetchedNow = new Map<number, string>();
   private readonly pop3Upstream = new Map<number, UpstreamId>();

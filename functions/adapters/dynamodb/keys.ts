@@ -15,6 +15,9 @@ export const keys = {
   /** An intent not yet completed; deleted with the audit record's completion. */
   pendingSk: (id: string) => `PENDING#${id}`,
   pendingPrefix: 'PENDING#',
+  /** A message that failed on its own, with its attempts: set aside after a few. */
+  failureSk: (identity: string) => `FAIL#${identity}`,
+  failurePrefix: 'FAIL#',
   inboxPk: 'INBOX',
   /** Newest first by date, then stable. */
   inboxSk: (sortDate: string, sourceId: string, identity: string) => `${sortDate}#${sourceId}#${identity}`,

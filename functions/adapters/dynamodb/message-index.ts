@@ -15,6 +15,7 @@ import type {
   Address,
   AuditRecord,
   FolderState,
+  MessageFailure,
   MessageMetadata,
   MessageRecord,
   SourceRunReport,
@@ -673,6 +674,74 @@ export class DynamoMessageIndex implements MessageIndex {
     return outcome === 'exists' ? 'already' : 'evicted';
   }
 
+  async messageFailures(sourceId: string): Promise<MessageFailure[]> {
+    const out: MessageFailure[] = [];
+    for await (const item of this.query({
+      KeyConditionExpression: 'PK = :pk AND begins_with(SK, :p)',
+      ExpressionAttributeValues: { ':pk': keys.sourcePk(sourceId), ':p': keys.failurePrefix },
+    })) {
+      const { PK: _pk, SK: _sk, type: _type, ...failure } = item;
+      out.push(failure as unknown as MessageFailure);
+    }
+    return out;
+  }
+
+  async recordMessageFailure(lease: Lease, failure: MessageFailure): Promise<void> {
+    await this.write(lease, [
+      {
+        Put: {
+          TableName: this.tableName,
+          Item: {
+            ...failure,
+            PK: keys.sourcePk(lease.sourceId),
+            SK: keys.failureSk(failure.identity),
+            type: 'failure',
+          },
+        },
+      },
+      this.leaseCheck(lease),
+    ]);
+  }
+
+  async clearMessageFailures(lease: Lease, identities: string[]): Promise<void> {
+    for (const batch of chunks([...new Set(identities)], TRANSACT_MAX - 1)) {
+      await this.write(lease, [
+        ...batch.map((identity) => ({
+          Delete: {
+            TableName: this.tableName,
+            Key: { PK: keys.sourcePk(lease.sourceId), SK: keys.failureSk(identity) },
+          },
+        })),
+        this.leaseCheck(lease),
+      ]);
+    }
+  }
+
+  async retryMessages(sourceId: string, identities?: string[]): Promise<number> {
+    const failures = await this.messageFailures(sourceId);
+    const chosen = identities ? new Set(identities) : undefined;
+    let marked = 0;
+    for (const f of failures) {
+      if (chosen && !chosen.has(f.identity)) continue;
+      try {
+        await this.db.send(
+          new UpdateCommand({
+            TableName: this.tableName,
+            Key: { PK: keys.sourcePk(sourceId), SK: keys.failureSk(f.identity) },
+            UpdateExpression: 'SET attempts = :zero, setAside = :no, retry = :yes',
+            ConditionExpression: 'attribute_exists(PK)',
+            ExpressionAttributeValues: { ':zero': 0, ':no': false, ':yes': true },
+          }),
+        );
+        marked++;
+      } catch (err) {
+        // Committed or gone meanwhile: the record was removed by a run, nothing is left to retry.
+        if (!(err instanceof ConditionalCheckFailedException)) throw err;
+      }
+    }
+    return marked;
+  }
+
   async pendingActions(sourceId: string): Promise<AuditRecord[]> {
     const out: AuditRecord[] = [];
     for await (const item of this.query({
@@ -783,6 +852,25 @@ export class DynamoMessageIndex implements MessageIndex {
       bytes: Number(stats?.Item?.bytes ?? 0),
       lastRun: s.lastRun as SourceSummary['lastRun'],
       consecutiveFailures: Number(s.consecutiveFailures ?? 0),
+    };
+  }
+
+  /** Read-only, for messages: the source's lease as stored (holder, fence, until when), or undefined if never taken. */
+  async leaseState(sourceId: string): Promise<Lease | undefined> {
+    const out = await this.db.send(
+      new GetCommand({
+        TableName: this.tableName,
+        Key: { PK: keys.sourcePk(sourceId), SK: keys.leaseSk },
+        ConsistentRead: true,
+      }),
+    );
+    const item = out.Item;
+    if (!item) return undefined;
+    return {
+      sourceId,
+      holder: String(item.holder),
+      fence: Number(item.fence),
+      expiresAt: Number(item.leaseUntil),
     };
   }
 
