@@ -139,7 +139,17 @@ export async function syncSource(
     return report;
   }
   const ttl = options.leaseTtlMs ?? 60_000;
-  const lease = await deps.index.acquireLease(source.id, options.holder ?? defaultHolder(), ttl, started);
+  let lease: Lease | undefined;
+  try {
+    lease = await deps.index.acquireLease(source.id, options.holder ?? defaultHolder(), ttl, started);
+  } catch (err) {
+    // The table could not be reached: this source's run fails with its typed error, the caller goes on to the next.
+    const described = describeError(err);
+    report.outcome = 'failed';
+    report.error = { code: described.code, message: described.message };
+    report.durationMs = deps.clock.now() - started;
+    return report;
+  }
   if (!lease) {
     report.outcome = 'busy';
     report.notes.push('another sync of this source is running; this one exits without doing anything');

@@ -4,9 +4,11 @@
  * can kill it at a chosen point of the work.
  */
 import fs from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { MailLab } from './mail-lab';
 import { TestTributary } from './tributary';
 import type { Source } from '../../functions/core/model';
+import type { MessageIndex, RawMailStore } from '../../functions/core/ports';
 
 async function run(): Promise<void> {
   const source = JSON.parse(fs.readFileSync(process.argv[2]!, 'utf8')) as Source;
@@ -20,14 +22,37 @@ async function run(): Promise<void> {
   const rssBefore = process.memoryUsage().rss;
   let rssPeak = rssBefore;
   const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 10);
-  // TRIBUTARY_CHILD_KILL_AT=step[:n]: die by SIGKILL the n-th time (default 1st) the run reaches `step`.
+  // TRIBUTARY_CHILD_LIVE_SAMPLE_MS (with --expose-gc): live memory, heap used + external, right after a full GC.
+  const liveEvery = Number(process.env.TRIBUTARY_CHILD_LIVE_SAMPLE_MS ?? 0);
+  const gc = (globalThis as { gc?: () => void }).gc;
+  const live = () => {
+    gc?.();
+    const m = process.memoryUsage();
+    return m.heapUsed + m.external;
+  };
+  const liveBefore = liveEvery && gc ? live() : 0;
+  let livePeak = liveBefore;
+  const liveSampler =
+    liveEvery && gc ? setInterval(() => (livePeak = Math.max(livePeak, live())), liveEvery) : undefined;
+  // TRIBUTARY_CHILD_KILL_AT=step[:n]: die by SIGKILL the n-th time (default 1st) the run reaches `step`: a SyncStep,
+  // or around the n-th checkpoint save: `checkpoint-before` (not sent), `checkpoint-inflight` (sent, no answer yet),
+  // `checkpoint-after` (saved).
   const [killStep, killNth] = (process.env.TRIBUTARY_CHILD_KILL_AT ?? '').split(':');
+  const die = () => process.kill(process.pid, 'SIGKILL');
   let reached = 0;
+  instrument(t, {
+    killAt: killStep?.startsWith('checkpoint-') ? { step: killStep, nth: Number(killNth ?? 1) } : undefined,
+    die,
+    storeDelayMs: Number(process.env.TRIBUTARY_CHILD_STORE_DELAY_MS ?? 0),
+    statusDelayMs: Number(process.env.TRIBUTARY_CHILD_STATUS_DELAY_MS ?? 0),
+  });
+  const checkpointEvery = Number(process.env.TRIBUTARY_CHILD_CHECKPOINT_EVERY ?? 0);
   const report = await t.sync(source, {
     deadline: Date.now() + offset + 120_000,
     leaseTtlMs: Number(process.env.TRIBUTARY_CHILD_LEASE_MS ?? 2000),
+    ...(checkpointEvery > 0 ? { checkpointEvery } : {}),
     onStep: (step) => {
-      if (step === killStep && ++reached >= Number(killNth ?? 1)) process.kill(process.pid, 'SIGKILL');
+      if (step === killStep && ++reached >= Number(killNth ?? 1)) die();
     },
     onProgress: (p) => {
       if (p.fetched !== last) {
@@ -37,11 +62,71 @@ async function run(): Promise<void> {
     },
   });
   clearInterval(sampler);
+  clearInterval(liveSampler);
   rssPeak = Math.max(rssPeak, process.memoryUsage().rss);
   // maxRSS is in KiB: the peak resident memory of this whole process, code loading included.
-  const memory = { maxRssBytes: process.resourceUsage().maxRSS * 1024, rssBefore, rssPeak };
+  const memory = {
+    maxRssBytes: process.resourceUsage().maxRSS * 1024,
+    rssBefore,
+    rssPeak,
+    liveBefore,
+    livePeak,
+  };
   process.stdout.write(`report ${JSON.stringify({ ...report, ...memory })}\n`);
   t.close();
+}
+
+/**
+ * What the parent of a fault test needs to see or slow down, around the real index and store: `lease <fence>` when
+ * the lease is taken, `checkpoint <uid>` when a checkpoint is saved, `status <fence> <at>` right before the run
+ * status is written; kills around a checkpoint save; a slower S3 put and a slower status write.
+ */
+function instrument(
+  t: TestTributary,
+  options: {
+    killAt?: { step: string; nth: number };
+    die: () => void;
+    storeDelayMs: number;
+    statusDelayMs: number;
+  },
+): void {
+  const say = (line: string) => process.stdout.write(`${line}\n`);
+  const real = t.deps.index;
+  const index: MessageIndex = Object.create(real) as MessageIndex;
+  let fence = 0;
+  let saves = 0;
+  index.acquireLease = async (...args) => {
+    const lease = await real.acquireLease(...args);
+    if (lease) {
+      fence = lease.fence;
+      say(`lease ${lease.fence}`);
+    }
+    return lease;
+  };
+  index.saveFolderState = async (lease, state) => {
+    const kill = options.killAt && ++saves >= options.killAt.nth ? options.killAt.step : undefined;
+    if (kill === 'checkpoint-before') options.die();
+    const saving = real.saveFolderState(lease, state);
+    if (kill === 'checkpoint-inflight') setTimeout(options.die, saves % 3);
+    await saving;
+    say(`checkpoint ${state.committedThroughUid}`);
+    if (kill === 'checkpoint-after') options.die();
+  };
+  index.recordRun = async (...args) => {
+    // The last argument is the time the status is written at (its lastRun.at): it names this run's status.
+    say(`status ${fence} ${Number(args[args.length - 1])}`);
+    if (options.statusDelayMs) await sleep(options.statusDelayMs);
+    return real.recordRun(...args);
+  };
+  t.deps.index = index;
+  if (options.storeDelayMs) {
+    const store: RawMailStore = Object.create(t.deps.store) as RawMailStore;
+    store.put = async (...args) => {
+      await sleep(options.storeDelayMs);
+      return t.store.put(...args);
+    };
+    t.deps.store = store;
+  }
 }
 
 run().catch((err: unknown) => {

@@ -69,9 +69,11 @@ export class S3RawMailStore implements RawMailStore {
   }
 
   async get(key: string): Promise<Bytes> {
-    const out = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+    const out = await this.send(`read ${key}`, () =>
+      this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: key })),
+    );
     if (!out.Body) throw new StorageError(`object ${key} has no body`);
-    return out.Body as Readable;
+    return storageErrors(out.Body as Readable, `read ${key}`, this.bucket);
   }
 
   async head(key: string): Promise<{ size: number; sha256?: string } | undefined> {
@@ -80,12 +82,37 @@ export class S3RawMailStore implements RawMailStore {
       return { size: Number(out.ContentLength), sha256: out.Metadata?.sha256 };
     } catch (err) {
       if (err instanceof NotFound || (err as { name?: string }).name === 'NotFound') return undefined;
-      throw err;
+      throw asStorageError(err, `look up ${key}`, this.bucket);
     }
   }
 
   async delete(key: string): Promise<void> {
-    await this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+    await this.send(`delete ${key}`, () =>
+      this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key })),
+    );
+  }
+
+  /** An S3 failure is a StorageError (typed, retryable) for the run status, not an INTERNAL one. */
+  private async send<T>(what: string, call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (err) {
+      throw asStorageError(err, what, this.bucket);
+    }
+  }
+}
+
+function asStorageError(err: unknown, what: string, bucket: string): Error {
+  if (err instanceof TributaryError) return err;
+  return new StorageError(`could not ${what} in bucket ${bucket}: ${(err as Error).message}`, { cause: err });
+}
+
+/** The body of a GetObject, whose stream may fail half way (a reset connection): that too is a storage failure. */
+async function* storageErrors(body: Readable, what: string, bucket: string): Bytes {
+  try {
+    for await (const chunk of body) yield chunk as Uint8Array;
+  } catch (err) {
+    throw asStorageError(err, what, bucket);
   }
 }
 

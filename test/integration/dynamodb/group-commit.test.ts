@@ -161,7 +161,7 @@ describe('DynamoMessageIndex group commit', () => {
     expect(outcomes.slice(0, 4).map((o) => o.status)).toEqual(Array(4).fill('rejected'));
     for (const o of outcomes.slice(0, 4))
       expect((o as PromiseRejectedResult).reason).toBeInstanceOf(LeaseLostError);
-    expect(outcomes.slice(4).map((o) => (o.status === 'fulfilled' ? o.value : o.reason))).toEqual(
+    expect(outcomes.slice(4).map((o) => (o.status === 'fulfilled' ? o.value : String(o.reason)))).toEqual(
       Array(4).fill('committed'),
     );
     expect(await stored(sourceId)).toEqual({

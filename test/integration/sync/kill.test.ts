@@ -4,6 +4,7 @@ import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import type { MessageRecord, Source } from '../../../functions/core/model';
 import { spawnChildSync } from '../../support/child-sync';
 import { bulkCorpus } from '../../support/corpus';
+import { uniform } from '../../support/fault-proxy';
 import { MailLab, type TestUser } from '../../support/mail-lab';
 import { TestTributary } from '../../support/tributary';
 
@@ -12,28 +13,60 @@ const t = new TestTributary(lab);
 afterAll(() => t.close());
 
 const KILLS = Number(process.env.TRIBUTARY_KILLS ?? 30);
-// Enough that every kill lands mid-sync: a run commits what it kills at plus the pipeline's jobs in flight.
-const MESSAGES = process.env.TRIBUTARY_TORTURE ? 3000 : 600;
+// Enough that every kill lands mid-sync: a run commits what it kills at plus the pipeline's jobs in flight. The IMAP
+// kills go further into a run (past several checkpoints), so IMAP needs more.
+const MESSAGES = {
+  imap: process.env.TRIBUTARY_TORTURE ? 4000 : 1000,
+  pop3: process.env.TRIBUTARY_TORTURE ? 3000 : 600,
+};
+/**
+ * The IMAP child saves its checkpoint every CHECKPOINT_EVERY messages (SyncOptions.checkpointEvery; 50 by default,
+ * which no kill here would reach), so the kills land before, during and after checkpoint writes, several into a run.
+ */
+const CHECKPOINT_EVERY = 5;
+/** Where an IMAP kill lands: after a random number of commits, or around the n-th checkpoint save of the run. */
+const CHECKPOINT_KILLS = ['checkpoint-before', 'checkpoint-inflight', 'checkpoint-after'] as const;
 
-/** Runs a sync in a child process and SIGKILLs it after `afterCommits` commits (plus a random few ms). */
+/**
+ * Runs a sync in a child process and SIGKILLs it after `afterCommits` commits (plus a random few ms), or has it
+ * kill itself at `killAt` (around a checkpoint save). Also says how many checkpoints the run saved before it died.
+ */
 async function killedSync(
   source: Source,
   password: string,
-  afterCommits: number,
+  kill: { afterCommits: number } | { killAt: string },
   seed: number,
-): Promise<'killed' | 'finished'> {
+): Promise<{ exit: 'killed' | 'finished'; checkpoints: number }> {
   let armed = false;
+  let checkpoints = 0;
   const { exited } = spawnChildSync(source, password, {
     leaseMs: 1500,
+    ...(source.protocol === 'imap' ? { checkpointEvery: CHECKPOINT_EVERY } : {}),
+    ...('killAt' in kill ? { killAt: kill.killAt } : {}),
     onLine: (line, child) => {
+      if (line.startsWith('checkpoint ')) checkpoints++;
       const m = /^committed (\d+)/.exec(line);
-      if (!armed && m && Number(m[1]) >= afterCommits) {
+      if (!armed && 'afterCommits' in kill && m && Number(m[1]) >= kill.afterCommits) {
         armed = true;
         setTimeout(() => child.kill('SIGKILL'), seed % 7);
       }
     },
   });
-  return (await exited).signal === 'SIGKILL' ? 'killed' : 'finished';
+  return { exit: (await exited).signal === 'SIGKILL' ? 'killed' : 'finished', checkpoints };
+}
+
+/**
+ * The IMAP checkpoint may only pass UIDs that are committed: every UID the server holds at or below
+ * committedThroughUid must have its item. Returns the checkpoint and the UIDs it passed without a commit.
+ */
+async function checkpointPassesOnlyCommitted(
+  source: Source,
+  served: number[],
+): Promise<{ checkpoint: number; uncommitted: number[] }> {
+  const state = await t.index.getFolderState(source.id, 'INBOX');
+  const checkpoint = state?.committedThroughUid ?? 0;
+  const committed = new Set((await t.stored(source.id)).map(uidOf));
+  return { checkpoint, uncommitted: served.filter((uid) => uid <= checkpoint && !committed.has(uid)) };
 }
 
 /** The IMAP UID behind a stored message: Dovecot's UIDL is the UID and UIDVALIDITY as 8 hex digits each. */
@@ -43,7 +76,8 @@ function uidOf(m: MessageRecord): number {
   return -1;
 }
 
-async function expectExactlyOnce(source: Source, user: TestUser, sha: (b: Buffer) => string, killed: number) {
+/** What the server holds: sha256 of each message by UID. */
+async function servedByUid(user: TestUser, sha: (b: Buffer) => string): Promise<Map<number, string>> {
   const client = await lab.imap(user);
   const served = new Map<number, string>();
   try {
@@ -57,6 +91,17 @@ async function expectExactlyOnce(source: Source, user: TestUser, sha: (b: Buffer
   } finally {
     await client.logout();
   }
+  return served;
+}
+
+async function expectExactlyOnce(
+  source: Source,
+  user: TestUser,
+  sha: (b: Buffer) => string,
+  killed: number,
+  atCheckpoints: string,
+) {
+  const served = await servedByUid(user, sha);
   const stored = await t.stored(source.id);
   const uids = stored.map(uidOf);
   const lost = [...served.keys()].filter((u) => !uids.includes(u)).length;
@@ -78,7 +123,7 @@ async function expectExactlyOnce(source: Source, user: TestUser, sha: (b: Buffer
     }),
   );
   process.stdout.write(
-    `[reliability] kills ${source.protocol} keep: ${killed} SIGKILLs at random points of a ${served.size}-message sync; ${stored.length} stored: lost ${lost}, duplicated ${duplicated}, corrupt ${corrupt}, orphan objects ${orphans}, counter ${stats.Item?.messages}\n`,
+    `[reliability] kills ${source.protocol} keep: ${killed} SIGKILLs at random points of a ${served.size}-message sync${atCheckpoints}; ${stored.length} stored: lost ${lost}, duplicated ${duplicated}, corrupt ${corrupt}, orphan objects ${orphans}, counter ${stats.Item?.messages}\n`,
   );
   expect({ lost, duplicated, corrupt, orphans, counter: stats.Item?.messages }).toEqual({
     lost: 0,
@@ -91,24 +136,71 @@ async function expectExactlyOnce(source: Source, user: TestUser, sha: (b: Buffer
 
 describe('a sync killed with SIGKILL at random points', () => {
   it.each(['imap', 'pop3'] as const)(
-    `loses and duplicates nothing over ${KILLS} kills of a %s sync of ${MESSAGES} messages`,
+    `loses and duplicates nothing over ${KILLS} kills of a %s sync (IMAP: past and around its checkpoint saves)`,
     async (protocol) => {
       const user = lab.createUser();
-      for (const m of bulkCorpus(MESSAGES, 21, { maxBytes: 12_000 })) lab.deliver(user, m.raw);
+      for (const m of bulkCorpus(MESSAGES[protocol], 21, { maxBytes: 12_000 })) lab.deliver(user, m.raw);
       const source = t.source(user, protocol);
+      const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+      const served = [...(await servedByUid(user, sha)).keys()];
       let killed = 0;
       let seed = 12345;
+      const random = uniform(4711);
+      // IMAP: kills by how they land, kills that came after at least 2 checkpoint saves of their run, checkpoints
+      // that passed an uncommitted UID (must stay 0), and the furthest checkpoint seen between kills.
+      const landed: Record<string, number> = {};
+      let pastCheckpoints = 0;
+      const badCheckpoints: string[] = [];
+      let furthest = 0;
       for (let i = 0; i < KILLS; i++) {
         seed = (seed * 1103515245 + 12345) % 2147483648;
         // Wait out the lease a killed holder left behind, so the next child does work instead of exiting busy.
         await new Promise((r) => setTimeout(r, 1600));
-        if ((await killedSync(source, user.password, 1 + (seed % 12), seed)) === 'killed') killed++;
+        let kill: { afterCommits: number } | { killAt: string } = { afterCommits: 1 + (seed % 12) };
+        if (protocol === 'imap') {
+          // Half after up to 8 checkpoints' worth of commits, half around the 1st to 6th checkpoint save of the run.
+          const x = random();
+          kill =
+            x < 0.5
+              ? { afterCommits: 1 + Math.floor(random() * 8 * CHECKPOINT_EVERY) }
+              : {
+                  killAt: `${CHECKPOINT_KILLS[Math.floor((x - 0.5) * 6)]!}:${1 + Math.floor(random() * 6)}`,
+                };
+        }
+        const { exit, checkpoints } = await killedSync(source, user.password, kill, seed);
+        if (exit !== 'killed') continue;
+        killed++;
+        if (protocol !== 'imap') continue;
+        const how = 'killAt' in kill ? kill.killAt.split(':')[0]! : 'after commits';
+        landed[how] = (landed[how] ?? 0) + 1;
+        if (checkpoints >= 2) pastCheckpoints++;
+        const { checkpoint, uncommitted } = await checkpointPassesOnlyCommitted(source, served);
+        furthest = Math.max(furthest, checkpoint);
+        if (uncommitted.length)
+          badCheckpoints.push(
+            `kill ${i} (${how}): checkpoint ${checkpoint} passes uncommitted ${uncommitted.join(',')}`,
+          );
       }
       await new Promise((r) => setTimeout(r, 1600));
       const final = await t.sync(source);
       expect(final.outcome).toBe('ok');
       expect(killed).toBeGreaterThanOrEqual(Math.min(KILLS, 25));
-      await expectExactlyOnce(source, user, (b) => createHash('sha256').update(b).digest('hex'), killed);
+      const atCheckpoints =
+        protocol === 'imap'
+          ? ` (checkpoint every ${CHECKPOINT_EVERY}; ${Object.entries(landed)
+              .map(([how, n]) => `${how} ${n}`)
+              .join(
+                ', ',
+              )}; ${pastCheckpoints} after 2+ checkpoints of their run; furthest checkpoint UID ${furthest}; checkpoints past an uncommitted UID ${badCheckpoints.length})`
+          : '';
+      await expectExactlyOnce(source, user, sha, killed, atCheckpoints);
+      if (protocol === 'imap') {
+        expect(badCheckpoints).toEqual([]);
+        // The kills did reach the checkpoint writes, several into a run, and the checkpoint moved.
+        for (const how of CHECKPOINT_KILLS) expect(landed[how] ?? 0).toBeGreaterThan(0);
+        expect(pastCheckpoints).toBeGreaterThanOrEqual(Math.min(KILLS, 25) / 4);
+        expect(furthest).toBeGreaterThan(CHECKPOINT_EVERY * 4);
+      }
     },
     120_000 + KILLS * 10_000,
   );
