@@ -2,8 +2,8 @@
 // The tributary CLI: runs the TypeScript sources through tsx (no build step on a fresh clone).
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 require('tsx/cjs');
-const { main } = require('../functions/cli/main.ts');
-main(process.argv.slice(2)).then(
+const { runFromShell } = require('../functions/cli/main.ts');
+runFromShell(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err) => {
     process.stderr.write(`tributary: unexpected error: ${err && err.stack ? err.stack : err}\n`);

@@ -1,15 +1,22 @@
 import fs from 'node:fs';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { describeError, TributaryError } from '../core/errors';
 import type { MessageRecord, Source, SourceRunReport } from '../core/model';
 import type { Bytes } from '../core/ports';
-import { defaultHolder, syncSource, type SyncProgress } from '../core/sync';
+import { defaultHolder, syncSource, type SyncOptions, type SyncProgress } from '../core/sync';
 import { planSource, type SourcePlan } from '../core/plan';
 import type { AuditRecord } from '../core/model';
 import { loadConfig, type Config } from '../shared/config';
 import { ConfiguredCredentials } from '../adapters/secrets/credentials';
 import { makeConnector, openRuntime, type Runtime } from '../shared/runtime';
+import { DataDirBusyError, InterruptedError } from '../local/emulators';
+import { describeOwner, isRunning } from '../local/data-dir';
+
+/** Exit status when the local data folder stays in use by another command (EX_TEMPFAIL: try again later). */
+export const EXIT_BUSY = 75;
+const DEFAULT_WAIT_SECONDS = 30;
 
 const USAGE = `tributary: your mail accounts in one inbox
 
@@ -21,9 +28,18 @@ Usage:
   tributary sources test ID [--json]
   tributary inbox [--source ID] [--limit N] [--cursor C] [--json]
   tributary export --format maildir|mbox --out DIR [--source ID]
+      maildir: DIR/<id>/cur, one file per stored message, byte for byte; files already there are kept
+      mbox: DIR/<id>.mbox, mboxrd ("From " lines in a message quoted with ">"), each message byte for byte
+            with its own line ends: its "From " line and the blank line after it end the same way (CRLF for
+            mail as servers send it); an existing DIR/<id>.mbox is never overwritten
 
 Options:
   --config FILE   the config file (default: $TRIBUTARY_CONFIG, else ./tributary.config.json)
+  --wait SECONDS  local store: how long to wait while another command uses the data folder (default ${DEFAULT_WAIT_SECONDS})
+
+Exit status: 0 ok, 1 a source failed, 2 bad usage or config, ${EXIT_BUSY} the data folder stayed busy,
+130 stopped by Ctrl-C (143 by SIGTERM). A first Ctrl-C stops a sync at a safe point, checkpointed, with its
+lease released; a second one quits at once.
 `;
 
 export interface Io {
@@ -39,6 +55,40 @@ const defaultIo: Io = {
 };
 
 class UsageError extends Error {}
+
+const SIGNAL_NUMBERS: Partial<Record<string, number>> = { SIGINT: 2, SIGTERM: 15 };
+
+/** 128 + the signal's number, as shells report a command a signal stopped (130 for Ctrl-C). */
+export function signalExitCode(signal: unknown): number {
+  return 128 + (SIGNAL_NUMBERS[String(signal)] ?? 2);
+}
+
+/**
+ * The CLI as started from a shell (bin/tributary.cjs): SIGINT and SIGTERM stop the command at a safe point (a sync
+ * stops as at the end of its time budget: checkpointed, lease released, the servers stopped), and a second signal
+ * exits at once (the servers still stop: they watch this process; the lease expires by itself).
+ */
+export async function runFromShell(argv: string[]): Promise<number> {
+  const controller = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (controller.signal.aborted) {
+      process.stderr.write(`\n${sig} again: quitting now\n`);
+      process.exit(signalExitCode(sig));
+    }
+    process.stderr.write(
+      `\n${sig === 'SIGINT' ? 'Ctrl-C' : sig}: stopping at a safe point (again to quit at once)\n`,
+    );
+    controller.abort(sig);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    return await main(argv, defaultIo, controller.signal);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
 
 function mb(bytes: number): string {
   return bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(1)} MB` : `${(bytes / 1024).toFixed(1)} KB`;
@@ -78,8 +128,16 @@ function pickSources(config: Config, id: string | undefined): Config['sources'] 
   return found;
 }
 
-/** Runs one CLI command; returns the exit status (0 ok, 1 a source failed, 2 bad usage or config). */
-export async function main(argv: string[], io: Io = defaultIo): Promise<number> {
+/**
+ * Runs one CLI command; returns the exit status (0 ok, 1 a source failed, 2 bad usage or config, 75 the data folder
+ * is busy, 128 + signal when `stop` was aborted with a signal's name).
+ */
+export async function main(argv: string[], io: Io = defaultIo, stop?: AbortSignal): Promise<number> {
+  const code = await runCommand(argv, io, stop);
+  return stop?.aborted ? signalExitCode(stop.reason) : code;
+}
+
+async function runCommand(argv: string[], io: Io, stop: AbortSignal | undefined): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
@@ -95,6 +153,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
         out: { type: 'string' },
         'budget-seconds': { type: 'string' },
         since: { type: 'string' },
+        wait: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -111,11 +170,26 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
   let runtime: Runtime | undefined;
   try {
     const config = loadConfig(values.config);
-    const needsRuntime = () => openRuntime(config).then((r) => (runtime = r));
+    const waitSeconds = values.wait !== undefined ? Number(values.wait) : DEFAULT_WAIT_SECONDS;
+    if (!Number.isFinite(waitSeconds) || waitSeconds < 0)
+      throw new UsageError('--wait must be a number of seconds (0: do not wait)');
+    const needsRuntime = async () => {
+      runtime = await openRuntime(config, undefined, {
+        waitMs: waitSeconds * 1000,
+        purpose: [command, sub].filter(Boolean).join(' '),
+        signal: stop,
+        onWait: (owner) =>
+          io.err(
+            `waiting for ${config.store.mode === 'local' ? config.store.dataDir : 'the store'}: in use by ${describeOwner(owner)}; up to ${waitSeconds} s\n`,
+          ),
+        onNote: (note) => io.err(`note: ${note}\n`),
+      });
+      for (const note of runtime.notes) io.err(`note: ${note}\n`);
+    };
     switch (command) {
       case 'sync':
         await needsRuntime();
-        return await runSync(runtime!, pickSources(config, values.source), values, io);
+        return await runSync(runtime!, pickSources(config, values.source), values, io, stop);
       case 'sources':
         if (sub === 'list') {
           await needsRuntime();
@@ -138,7 +212,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
         return await showInbox(runtime!, config, values, io);
       case 'export':
         await needsRuntime();
-        return await exportMail(runtime!, config, values, io);
+        return await exportMail(runtime!, config, values, io, stop);
       default:
         throw new UsageError(`unknown command "${command}"`);
     }
@@ -146,6 +220,16 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
     if (err instanceof UsageError) {
       io.err(`${err.message}\n\n${USAGE}`);
       return 2;
+    }
+    if (err instanceof DataDirBusyError) {
+      io.err(
+        `${err.message}: nothing done; run the command again when it is done, or give it longer with --wait SECONDS\n`,
+      );
+      return EXIT_BUSY;
+    }
+    if (err instanceof InterruptedError) {
+      io.err(`${err.message}: nothing done\n`);
+      return 1;
     }
     const d = describeError(err);
     io.err(`error [${d.code}]: ${d.message}\n`);
@@ -155,18 +239,85 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
   }
 }
 
+/** The lease of a source as a busy answer tells it: who, until when, and whether it is stale. */
+interface LeaseView {
+  holder: string;
+  until: string;
+  stale: boolean;
+  why?: string;
+}
+
+/** A holder is `host:pid:random` (defaultHolder): a pid on this machine that no longer runs holds nothing. */
+function holderGone(holder: string): number | undefined {
+  const parts = holder.split(':');
+  const pid = Number(parts[parts.length - 2]);
+  const host = parts.slice(0, -2).join(':');
+  return host === hostname() && Number.isInteger(pid) && pid > 0 && !isRunning({ pid }) ? pid : undefined;
+}
+
+async function leaseView(runtime: Runtime, sourceId: string): Promise<LeaseView | undefined> {
+  const lease = await runtime.index.leaseState(sourceId).catch(() => undefined);
+  if (!lease) return undefined;
+  const now = Date.now();
+  const gone = holderGone(lease.holder);
+  return {
+    holder: lease.holder,
+    until: new Date(lease.expiresAt).toISOString(),
+    stale: lease.expiresAt <= now || gone !== undefined,
+    why:
+      lease.expiresAt <= now
+        ? 'expired'
+        : gone !== undefined
+          ? `pid ${gone} is not running on this machine`
+          : undefined,
+  };
+}
+
+function describeBusy(sourceId: string, lease: LeaseView | undefined): string {
+  if (!lease) return `${sourceId}: busy: another sync holds this source's lease; nothing done`;
+  const until = new Date(lease.until);
+  const at = until.toLocaleTimeString();
+  if (!lease.stale) {
+    const secs = Math.max(0, Math.ceil((until.getTime() - Date.now()) / 1000));
+    return `${sourceId}: busy: another sync (${lease.holder}) holds this source's lease until ${at} (${secs} s from now); nothing done`;
+  }
+  return lease.why === 'expired'
+    ? `${sourceId}: busy: the lease held by ${lease.holder} expired at ${at}: it is stale, the next sync takes it over; nothing done`
+    : `${sourceId}: busy: the lease held by ${lease.holder} is stale (${lease.why}) but runs until ${at}; sync again after that; nothing done`;
+}
+
+/**
+ * In local mode this process owns the store (the data folder's lock): no other sync can run on it, so a lease still
+ * running is one a killed command left (Ctrl-C twice, SIGKILL, a crash). It is released (with its own holder and
+ * fence, so nothing else could be released) instead of answering busy for up to a minute.
+ */
+async function releaseLeftLease(runtime: Runtime, source: Source): Promise<string | undefined> {
+  if (!runtime.exclusive || !source.enabled) return undefined;
+  const lease = await runtime.index.leaseState(source.id);
+  if (!lease || lease.expiresAt <= Date.now()) return undefined;
+  await runtime.index.releaseLease(lease);
+  return `took over the lease ${lease.holder} left when it stopped without releasing it`;
+}
+
 async function runSync(
   runtime: Runtime,
   sources: Source[],
   values: { json?: boolean; 'budget-seconds'?: string },
   io: Io,
+  stop?: AbortSignal,
 ): Promise<number> {
   const budgetSeconds = values['budget-seconds'] ? Number(values['budget-seconds']) : 14 * 60;
   if (!Number.isFinite(budgetSeconds) || budgetSeconds <= 0)
     throw new UsageError('--budget-seconds must be a positive number');
   const holder = defaultHolder();
-  const reports: SourceRunReport[] = [];
+  const reports: Array<SourceRunReport & { lease?: LeaseView; interrupted?: string }> = [];
+  const notStarted: string[] = [];
   for (const source of sources) {
+    if (stop?.aborted) {
+      notStarted.push(source.id);
+      continue;
+    }
+    const tookOver = await releaseLeftLease(runtime, source);
     const started = Date.now();
     let lastPrint = 0;
     const onProgress = (p: SyncProgress) => {
@@ -177,20 +328,35 @@ async function runSync(
         `\r${source.id}: ${p.fetched}${p.planned !== undefined ? `/${p.planned}` : ''} messages, ${mb(p.fetchedBytes)} (${mb(p.fetchedBytes / secs)}/s)   `,
       );
     };
-    const report = await syncSource(runtime.deps, source, {
-      deadline: Date.now() + budgetSeconds * 1000,
-      holder,
-      onProgress,
-    });
+    const options: SyncOptions = { deadline: Date.now() + budgetSeconds * 1000, holder, onProgress };
+    // A signal moves the deadline to now: the run stops at its next safe point exactly as when --budget-seconds
+    // runs out (what is in flight commits, the checkpoint is saved, the lease released).
+    const stopNow = () => {
+      options.deadline = Date.now();
+    };
+    stop?.addEventListener('abort', stopNow);
+    let report: SourceRunReport & { lease?: LeaseView; interrupted?: string };
+    try {
+      report = await syncSource(runtime.deps, source, options);
+    } finally {
+      stop?.removeEventListener('abort', stopNow);
+    }
+    if (tookOver) report.notes.push(tookOver);
+    if (report.outcome === 'busy') report.lease = await leaseView(runtime, source.id);
+    if (stop?.aborted && report.outcome === 'more') report.interrupted = String(stop.reason);
     reports.push(report);
     if (!values.json) {
       if (io.isTty) io.err('\r\x1b[K');
       io.out(formatReport(report) + '\n');
     }
   }
+  if (notStarted.length && !values.json)
+    io.out(`not started (${String(stop?.reason)}): ${notStarted.join(', ')}\n`);
   const failed = reports.filter((r) => r.outcome === 'failed').length;
   if (values.json) {
-    io.out(JSON.stringify({ sources: reports }, null, 2) + '\n');
+    io.out(
+      JSON.stringify({ sources: reports, ...(notStarted.length ? { notStarted } : {}) }, null, 2) + '\n',
+    );
   } else if (reports.length > 1) {
     const fetched = reports.reduce((n, r) => n + r.fetched, 0);
     const bytes = reports.reduce((n, r) => n + r.fetchedBytes, 0);
@@ -199,20 +365,22 @@ async function runSync(
   return failed ? 1 : 0;
 }
 
-export function formatReport(r: SourceRunReport): string {
+export function formatReport(r: SourceRunReport & { lease?: LeaseView; interrupted?: string }): string {
   const secs = r.durationMs / 1000;
   const rate = secs > 0 ? `, ${mb(r.fetchedBytes / secs)}/s` : '';
   switch (r.outcome) {
     case 'failed':
       return `${r.sourceId}: FAILED [${r.error?.code}] ${r.error?.message}`;
     case 'busy':
-      return `${r.sourceId}: busy: another sync of this source is running; nothing done`;
+      return describeBusy(r.sourceId, r.lease);
     case 'disabled':
       return `${r.sourceId}: disabled in the config; skipped`;
     default: {
       const more =
         r.outcome === 'more'
-          ? ' (more to do: time budget spent, run sync again)'
+          ? r.interrupted
+            ? ` (stopped by ${r.interrupted} at a safe point: checkpointed, lease released; run sync again to go on)`
+            : ' (more to do: time budget spent, run sync again)'
           : r.outcome === 'paused'
             ? ' (paused by the inbox quota)'
             : '';
@@ -429,58 +597,147 @@ async function readAll(body: Bytes): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
+/**
+ * The Maildir file name of a stored message: its fetch time, then what makes it unique, the source and the
+ * identity-derived part of its object key (two stored messages with the same bytes fetched in the same second are
+ * still two files), then the flags. The part before ":2," is stable across exports: it tells a file already there.
+ */
+export function maildirName(
+  sourceId: string,
+  m: Pick<MessageRecord, 'fetchedAt' | 'object' | 'seen'>,
+): string {
+  const time = Math.floor(Date.parse(m.fetchedAt) / 1000);
+  const key = path
+    .basename(m.object.key)
+    .replace(/\.eml$/, '')
+    .replace(/[^A-Za-z0-9_-]/g, '_');
+  return `${time}.${sourceId}_${key}.tributary:2,${m.seen ? 'S' : ''}`;
+}
+
+const maildirBase = (name: string) => name.split(':2,')[0]!;
+
+/**
+ * Export writes new files only: a Maildir file is written in tmp/ and linked into cur/ (link() fails rather than
+ * replace an existing name: the Maildir way of delivering without overwriting), an mbox is written to a temporary
+ * name and linked to DIR/<id>.mbox at the end. What is already there is kept and counted apart.
+ */
 async function exportMail(
   runtime: Runtime,
   config: Config,
   values: { format?: string; out?: string; source?: string },
   io: Io,
+  stop?: AbortSignal,
 ): Promise<number> {
   if (values.format !== 'maildir' && values.format !== 'mbox')
     throw new UsageError('--format must be "maildir" or "mbox"');
   if (!values.out) throw new UsageError('--out DIR is required');
   const outDir = path.resolve(values.out);
-  let total = 0;
-  for (const source of pickSources(config, values.source)) {
-    let count = 0;
-    let mbox: number | undefined;
-    if (values.format === 'maildir') {
-      for (const sub of ['cur', 'new', 'tmp'])
-        fs.mkdirSync(path.join(outDir, source.id, sub), { recursive: true });
-    } else {
-      fs.mkdirSync(outDir, { recursive: true });
-      mbox = fs.openSync(path.join(outDir, `${source.id}.mbox`), 'w');
-    }
-    try {
-      for await (const m of runtime.index.sourceMessages(source.id)) {
-        const raw = await readAll(await runtime.store.get(m.object.key));
-        if (mbox === undefined) {
-          const time = Math.floor(Date.parse(m.fetchedAt) / 1000);
-          const name = `${time}.${m.object.sha256.slice(0, 16)}.tributary:2,${m.seen ? 'S' : ''}`;
-          fs.writeFileSync(path.join(outDir, source.id, 'cur', name), raw);
-        } else {
-          fs.writeSync(mbox, mboxEntry(m, raw));
-        }
-        count++;
-      }
-    } finally {
-      if (mbox !== undefined) fs.closeSync(mbox);
-    }
-    io.out(
-      `${source.id}: ${count} messages exported to ${values.format === 'maildir' ? path.join(outDir, source.id) : path.join(outDir, `${source.id}.mbox`)}\n`,
-    );
-    total += count;
+  const sources = pickSources(config, values.source);
+  if (values.format === 'mbox') {
+    const existing = sources.map((s) => path.join(outDir, `${s.id}.mbox`)).filter((f) => fs.existsSync(f));
+    if (existing.length)
+      throw new UsageError(
+        `${existing.join(', ')} already exist${existing.length === 1 ? 's' : ''}: export never overwrites a file; move ${existing.length === 1 ? 'it' : 'them'} away or choose another --out`,
+      );
   }
-  io.out(`${total} messages exported\n`);
+  let total = 0;
+  for (const source of sources) {
+    if (stop?.aborted) break;
+    const result =
+      values.format === 'maildir'
+        ? await exportMaildir(runtime, source.id, path.join(outDir, source.id), stop)
+        : await exportMbox(runtime, source.id, path.join(outDir, `${source.id}.mbox`), stop);
+    io.out(
+      `${source.id}: ${result.written} message${result.written === 1 ? '' : 's'} written to ${result.where}${result.kept ? `; ${result.kept} already there, kept as they were` : ''}${stop?.aborted ? ' (interrupted)' : ''}\n`,
+    );
+    total += result.written;
+  }
+  io.out(`${total} message${total === 1 ? '' : 's'} written\n`);
   return 0;
 }
 
-/** mboxrd: a From_ line, then the message with every `>*From ` line quoted by one more `>`, then a blank line. */
+async function exportMaildir(
+  runtime: Runtime,
+  sourceId: string,
+  dir: string,
+  stop?: AbortSignal,
+): Promise<{ written: number; kept: number; where: string }> {
+  for (const sub of ['cur', 'new', 'tmp'])
+    fs.mkdirSync(path.join(dir, sub), { recursive: true, mode: 0o700 });
+  const present = new Set(
+    ['cur', 'new'].flatMap((sub) => fs.readdirSync(path.join(dir, sub)).map(maildirBase)),
+  );
+  let written = 0;
+  let kept = 0;
+  for await (const m of runtime.index.sourceMessages(sourceId)) {
+    if (stop?.aborted) break;
+    const name = maildirName(sourceId, m);
+    if (present.has(maildirBase(name))) {
+      kept++;
+      continue;
+    }
+    const raw = await readAll(await runtime.store.get(m.object.key));
+    const tmp = path.join(dir, 'tmp', `${maildirBase(name)}.${process.pid}`);
+    fs.writeFileSync(tmp, raw, { flag: 'wx', mode: 0o600 });
+    try {
+      fs.linkSync(tmp, path.join(dir, 'cur', name));
+      written++;
+      present.add(maildirBase(name));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      kept++;
+    } finally {
+      fs.rmSync(tmp, { force: true });
+    }
+  }
+  return { written, kept, where: dir };
+}
+
+async function exportMbox(
+  runtime: Runtime,
+  sourceId: string,
+  file: string,
+  stop?: AbortSignal,
+): Promise<{ written: number; kept: number; where: string }> {
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
+  const fd = fs.openSync(tmp, 'wx', 0o600);
+  let written = 0;
+  try {
+    for await (const m of runtime.index.sourceMessages(sourceId)) {
+      if (stop?.aborted) break;
+      fs.writeSync(fd, mboxEntry(m, await readAll(await runtime.store.get(m.object.key))));
+      written++;
+    }
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    if (stop?.aborted) return { written: 0, kept: 0, where: `${file} (nothing: interrupted)` };
+    fs.linkSync(tmp, file); // fails rather than replace a file that appeared meanwhile
+    return { written, kept: 0, where: file };
+  } finally {
+    try {
+      fs.closeSync(fd);
+    } catch {
+      // closed above
+    }
+    fs.rmSync(tmp, { force: true });
+  }
+}
+
+/**
+ * mboxrd: a From_ line, then the message with every `>*From ` line quoted by one more `>`, then a blank line. The
+ * message keeps its bytes and its own line ends; the From_ line and the blank line end the way the message's first
+ * line does (CRLF for mail as IMAP and POP3 serve it, and for a message with no line end at all), so a file of
+ * CRLF mail is CRLF throughout.
+ */
 export function mboxEntry(m: Pick<MessageRecord, 'fetchedAt' | 'metadata'>, raw: Buffer): Buffer {
   const sender = (m.metadata.from?.address ?? 'MAILER-DAEMON').replace(/\s/g, '') || 'MAILER-DAEMON';
   const when = new Date(m.fetchedAt)
     .toUTCString()
     .replace(/^(\w+), (\d+) (\w+) (\d+) ([\d:]+) GMT$/, '$1 $3 $2 $5 $4');
-  const parts: Buffer[] = [Buffer.from(`From ${sender} ${when}\n`)];
+  const firstLf = raw.indexOf(0x0a);
+  const eol = firstLf === 0 || (firstLf > 0 && raw[firstLf - 1] !== 0x0d) ? '\n' : '\r\n';
+  const parts: Buffer[] = [Buffer.from(`From ${sender} ${when}${eol}`)];
   let start = 0;
   while (start < raw.length) {
     let end = raw.indexOf(0x0a, start);
@@ -492,8 +749,8 @@ export function mboxEntry(m: Pick<MessageRecord, 'fetchedAt' | 'metadata'>, raw:
     parts.push(line);
     start = end;
   }
-  if (raw.length && raw[raw.length - 1] !== 0x0a) parts.push(Buffer.from('\n'));
-  parts.push(Buffer.from('\n'));
+  if (raw.length && raw[raw.length - 1] !== 0x0a) parts.push(Buffer.from(eol));
+  parts.push(Buffer.from(eol));
   return Buffer.concat(parts);
 }
 

@@ -7,7 +7,7 @@ import { S3RawMailStore } from '../adapters/s3/raw-mail-store';
 import { ConfiguredCredentials } from '../adapters/secrets/credentials';
 import type { Logger, MailConnector } from '../core/ports';
 import type { SyncDeps } from '../core/sync';
-import { ensureTable, startLocalAws, type LocalAws } from '../local/emulators';
+import { ensureTable, startLocalAws, type LocalAws, type LocalAwsOptions } from '../local/emulators';
 import { makeAwsClients } from './aws-clients';
 import type { Config } from './config';
 
@@ -19,8 +19,18 @@ export interface Runtime {
   index: DynamoMessageIndex;
   store: S3RawMailStore;
   connector: MailConnector;
+  /**
+   * Local mode: this process owns the data folder (its lock) and the only servers on it, so no other sync can be
+   * running on this store, and a lease found in it was left by a command that died.
+   */
+  exclusive: boolean;
+  /** What opening changed that the user should hear about (the data folder's mode tightened). */
+  notes: string[];
   close(): Promise<void>;
 }
+
+/** How local mode waits for a data folder another command owns, and what it records about this one. */
+export type RuntimeOptions = Pick<LocalAwsOptions, 'waitMs' | 'onWait' | 'onNote' | 'purpose' | 'signal'>;
 
 export const silentLogger: Logger = {
   debug: () => undefined,
@@ -40,12 +50,17 @@ export function makeConnector(logger?: Logger): MailConnector {
  * The composition root for one machine (CLI) or a test: builds every adapter once from the config. In local mode
  * it starts DynamoDB Local and the S3 server with their data under `dataDir`, and stops them on close().
  */
-export async function openRuntime(config: Config, logger: Logger = silentLogger): Promise<Runtime> {
+export async function openRuntime(
+  config: Config,
+  logger: Logger = silentLogger,
+  options: RuntimeOptions = {},
+): Promise<Runtime> {
   let local: LocalAws | undefined;
   let table: string;
   let bucket: string;
   if (config.store.mode === 'local') {
     local = await startLocalAws({
+      ...options,
       dataDir: config.store.dataDir,
       bucket: LOCAL_BUCKET,
       s3Dir: `${config.store.dataDir}/s3`,
@@ -59,7 +74,16 @@ export async function openRuntime(config: Config, logger: Logger = silentLogger)
     bucket = config.store.bucket;
   }
   const clients = makeAwsClients();
-  if (local) await ensureTable(clients.dynamodb, table);
+  if (local) {
+    try {
+      await ensureTable(clients.dynamodb, table);
+    } catch (err) {
+      clients.dynamodb.destroy();
+      clients.s3.destroy();
+      await local.stop();
+      throw err;
+    }
+  }
   const index = new DynamoMessageIndex(clients.documents, table);
   const store = new S3RawMailStore(clients.s3, bucket);
   const connector = makeConnector(logger);
@@ -79,6 +103,8 @@ export async function openRuntime(config: Config, logger: Logger = silentLogger)
     index,
     store,
     connector,
+    exclusive: Boolean(local),
+    notes: local?.notes ?? [],
     close: async () => {
       clients.dynamodb.destroy();
       clients.s3.destroy();

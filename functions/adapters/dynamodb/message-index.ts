@@ -185,12 +185,14 @@ export class DynamoMessageIndex implements MessageIndex {
   }
 
   async getFolderState(sourceId: string, folder: string): Promise<FolderState | undefined> {
-    const { Item } = await this.db.send(
-      new GetCommand({
-        TableName: this.tableName,
-        Key: { PK: keys.sourcePk(sourceId), SK: keys.folderStateSk(folder) },
-        ConsistentRead: true,
-      }),
+    const { Item } = await readOrFail('get', () =>
+      this.db.send(
+        new GetCommand({
+          TableName: this.tableName,
+          Key: { PK: keys.sourcePk(sourceId), SK: keys.folderStateSk(folder) },
+          ConsistentRead: true,
+        }),
+      ),
     );
     if (!Item) return undefined;
     return {
@@ -783,17 +785,19 @@ export class DynamoMessageIndex implements MessageIndex {
               );
             }
             if (attempt > 0) await sleep(Math.min(1000, 25 * 2 ** attempt));
-            const out = await this.db.send(
-              new BatchGetCommand({
-                RequestItems: {
-                  [this.tableName]: {
-                    Keys: pending,
-                    ConsistentRead: true,
-                    ProjectionExpression: Object.keys(names).join(', '),
-                    ExpressionAttributeNames: names,
+            const out = await readOrFail('batch-get', () =>
+              this.db.send(
+                new BatchGetCommand({
+                  RequestItems: {
+                    [this.tableName]: {
+                      Keys: pending,
+                      ConsistentRead: true,
+                      ProjectionExpression: Object.keys(names).join(', '),
+                      ExpressionAttributeNames: names,
+                    },
                   },
-                },
-              }),
+                }),
+              ),
             );
             for (const item of out.Responses?.[this.tableName] ?? []) found.set(String(item.SK), item);
             pending = out.UnprocessedKeys?.[this.tableName]?.Keys ?? [];
@@ -923,17 +927,29 @@ export class DynamoMessageIndex implements MessageIndex {
   private async *query(input: Omit<QueryCommandInput, 'TableName'>): AsyncIterable<Item> {
     let start: Item | undefined;
     do {
-      const out = await this.db.send(
-        new QueryCommand({
-          ...input,
-          TableName: this.tableName,
-          ConsistentRead: true,
-          ExclusiveStartKey: start,
-        }),
+      const out = await readOrFail('query', () =>
+        this.db.send(
+          new QueryCommand({
+            ...input,
+            TableName: this.tableName,
+            ConsistentRead: true,
+            ExclusiveStartKey: start,
+          }),
+        ),
       );
       for (const item of out.Items ?? []) yield item;
       start = out.LastEvaluatedKey;
     } while (start);
+  }
+}
+
+/** A failed read of the table is a StorageError (typed, retryable) in the run status, not an INTERNAL one. */
+async function readOrFail<T>(what: string, read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (err) {
+    if (err instanceof TributaryError) throw err;
+    throw new StorageError(`DynamoDB ${what} failed: ${(err as Error).message}`, { cause: err });
   }
 }
 

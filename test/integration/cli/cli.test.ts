@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -5,6 +6,7 @@ import { main, type Io } from '../../../functions/cli/main';
 import { bulkCorpus, standardCorpus } from '../../support/corpus';
 import { MailLab, type TestUser } from '../../support/mail-lab';
 import { freePort } from '../../../functions/local/processes';
+import { TestTributary } from '../../support/tributary';
 
 const lab = MailLab.fromEnv();
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'trib-cli-'));
@@ -54,6 +56,39 @@ async function cli(args: string[]): Promise<{ code: number; out: string; err: st
 }
 
 const uniq = () => Math.random().toString(36).slice(2, 8);
+
+/** What the server serves for every message of INBOX (CRLF), the bytes a byte-for-byte export must hold. */
+async function served(user: TestUser): Promise<Buffer[]> {
+  const client = await lab.imap(user);
+  const out: Buffer[] = [];
+  try {
+    const lock = await client.getMailboxLock('INBOX', { readOnly: true });
+    try {
+      for await (const m of client.fetch('1:*', { source: true })) out.push(m.source!);
+    } finally {
+      lock.release();
+    }
+  } finally {
+    await client.logout();
+  }
+  return out;
+}
+
+/** The messages of an mboxrd file: split at unquoted From_ lines, the separating blank line dropped, unquoted. */
+function readMboxrd(file: Buffer): Buffer[] {
+  const text = file.toString('latin1');
+  const lines = text.split(/(?<=\n)/);
+  const messages: string[][] = [];
+  for (const line of lines) {
+    if (line.startsWith('From ')) messages.push([]);
+    else messages[messages.length - 1]!.push(line.replace(/^>(>*From )/, '$1'));
+  }
+  return messages.map((m) => {
+    const blank = m.pop();
+    expect(blank === '\r\n' || blank === '\n').toBe(true);
+    return Buffer.from(m.join(''), 'latin1');
+  });
+}
 
 describe('the tributary CLI', () => {
   it('syncs, lists the inbox newest first, lists sources and exports byte for byte', async () => {
@@ -152,6 +187,125 @@ describe('the tributary CLI', () => {
         `${id}: FAILED \\[AUTH_FAILED\\] POP3 login refused by 127\\.0\\.0\\.1 for user ${user.name}`,
       ),
     );
+    const json = await cli(['sync', '--config', wrong, '--json']);
+    const list = await cli(['sources', 'list', '--config', wrong, '--json']);
+    for (const o of [sync, json, list]) {
+      expect(o.out + o.err).not.toContain(process.env.PW_WRONG!);
+    }
+  });
+
+  it('exports identical twins as two files, overwrites nothing, and writes mbox with one line end', async () => {
+    const user = lab.createUser();
+    const twin = standardCorpus(5)[0]!.raw;
+    const fromLines = Buffer.from(
+      [
+        'From: ann@example.com',
+        'To: bob@example.com',
+        'Subject: From lines',
+        `Message-ID: <from-lines-${uniq()}@example.com>`,
+        '',
+        'From here on, quoted.',
+        '>From already quoted once.',
+        'plain line',
+        '',
+      ].join('\r\n'),
+    );
+    for (const m of [twin, twin, fromLines]) lab.deliver(user, m);
+    const id = `twin-${uniq()}`;
+    const config = writeConfig([imapSource(user, id)]);
+    expect((await cli(['sync', '--config', config])).out).toContain(`${id}: ok, 3 new messages`);
+    const bytes = (await served(user)).map((b) => b.toString('base64')).sort();
+
+    const out = path.join(dir, `export-${id}`);
+    const exp = await cli(['export', '--config', config, '--format', 'maildir', '--out', out]);
+    expect(exp.code).toBe(0);
+    const cur = path.join(out, id, 'cur');
+    const files = fs.readdirSync(cur);
+    expect(files).toHaveLength(3);
+    expect(files.map((f) => fs.readFileSync(path.join(cur, f)).toString('base64')).sort()).toEqual(bytes);
+    expect(exp.out).toContain(`${id}: 3 messages written to ${path.join(out, id)}\n`);
+
+    // Again into the same folder: what is there is kept, nothing written twice, the count says so.
+    const mtimes = files.map((f) => fs.statSync(path.join(cur, f)).mtimeMs);
+    const again = await cli(['export', '--config', config, '--format', 'maildir', '--out', out]);
+    expect(again.out).toContain(`${id}: 0 messages written to ${path.join(out, id)}; 3 already there`);
+    expect(fs.readdirSync(cur).sort()).toEqual([...files].sort());
+    expect(files.map((f) => fs.statSync(path.join(cur, f)).mtimeMs)).toEqual(mtimes);
+
+    const mbox = await cli(['export', '--config', config, '--format', 'mbox', '--out', out]);
+    expect(mbox.code).toBe(0);
+    expect(mbox.out).toContain(`${id}: 3 messages written to ${path.join(out, `${id}.mbox`)}`);
+    const file = fs.readFileSync(path.join(out, `${id}.mbox`));
+    expect(file.toString('latin1')).not.toMatch(/(?<!\r)\n/); // CRLF mail: CRLF throughout
+    expect(
+      readMboxrd(file)
+        .map((b) => b.toString('base64'))
+        .sort(),
+    ).toEqual(bytes);
+    const twice = await cli(['export', '--config', config, '--format', 'mbox', '--out', out]);
+    expect(twice.code).toBe(2);
+    expect(twice.err).toContain(`${path.join(out, `${id}.mbox`)} already exists: export never overwrites`);
+    expect(fs.readFileSync(path.join(out, `${id}.mbox`))).toEqual(file);
+  });
+
+  it('says who holds the lease of a busy source, until when, and when it is stale', async () => {
+    const user = lab.createUser();
+    const id = `lease-${uniq()}`;
+    const config = writeConfig([imapSource(user, id)]);
+    const t = new TestTributary(lab);
+    try {
+      const elsewhere = await t.index.acquireLease(id, 'mail.example.net:4242:cafe', 60_000, Date.now());
+      const busy = await cli(['sync', '--config', config]);
+      expect(busy.code).toBe(0);
+      expect(busy.out).toMatch(
+        new RegExp(
+          `${id}: busy: another sync \\(mail\\.example\\.net:4242:cafe\\) holds this source's lease until .+ \\((59|60) s from now\\); nothing done`,
+        ),
+      );
+      const json = JSON.parse((await cli(['sync', '--config', config, '--json'])).out) as {
+        sources: Array<{ outcome: string; lease: { holder: string; until: string; stale: boolean } }>;
+      };
+      expect(json.sources[0]).toMatchObject({
+        outcome: 'busy',
+        lease: {
+          holder: 'mail.example.net:4242:cafe',
+          until: new Date(elsewhere!.expiresAt).toISOString(),
+          stale: false,
+        },
+      });
+      await t.index.releaseLease(elsewhere!);
+
+      // A holder on this machine whose process is gone (Ctrl-C twice, kill -9): its lease is stale.
+      const gone = spawnSync(process.execPath, ['-e', 'process.pid']).pid;
+      const left = await t.index.acquireLease(id, `${os.hostname()}:${gone}:beef`, 60_000, Date.now());
+      const stale = await cli(['sync', '--config', config]);
+      expect(stale.out).toMatch(
+        new RegExp(
+          `${id}: busy: the lease held by .*:${gone}:beef is stale \\(pid ${gone} is not running on this machine\\) but runs until `,
+        ),
+      );
+      await t.index.releaseLease(left!);
+    } finally {
+      t.close();
+    }
+  });
+
+  it('uses a secret file only when no one else can read it', async () => {
+    const user = lab.createUser();
+    lab.deliver(user, bulkCorpus(1, 5, { maxBytes: 5_000 })[0]!.raw);
+    const id = `file-${uniq()}`;
+    const secretFile = path.join(dir, `${id}.secret`);
+    fs.writeFileSync(secretFile, `${user.password}\n`, { mode: 0o644 });
+    fs.chmodSync(secretFile, 0o644);
+    const config = writeConfig([{ ...imapSource(user, id), secret: { file: `${id}.secret` } }]);
+    const refused = await cli(['sync', '--config', config]);
+    expect(refused.code).toBe(1);
+    expect(refused.out).toContain(
+      `${id}: FAILED [SECRET_MISSING] source ${id}: the secret file ${secretFile} can be read by other users (mode 0644), so it is not used: run "chmod 600 ${secretFile}"`,
+    );
+    expect(refused.out + refused.err).not.toContain(user.password);
+    fs.chmodSync(secretFile, 0o600);
+    expect((await cli(['sync', '--config', config])).out).toContain(`${id}: ok, 1 new message`);
   });
 
   describe('shows each failure with a message a person can act on, and the other sources go on', () => {
@@ -197,7 +351,7 @@ describe('the tributary CLI', () => {
         /\[SECRET_MISSING\] source .*: no password found in the environment variable TRIBUTARY_NOT_SET_ANYWHERE/,
       ],
     ];
-    process.env.PW_WRONG = 'definitely-wrong';
+    process.env.PW_WRONG = `wrong-${uniq()}${uniq()}`;
 
     it.each(cases)('%s', async (_name, broken, message) => {
       const bad = lab.createUser();
@@ -211,9 +365,25 @@ describe('the tributary CLI', () => {
       expect(res.code).toBe(1);
       expect(res.out).toMatch(new RegExp(`${badId}: FAILED ${message.source}`));
       expect(res.out).toContain(`${goodId}: ok, 1 new message`);
-      expect(res.out).not.toContain(bad.password);
       const list = await cli(['sources', 'list', '--config', config]);
       expect(list.out).toMatch(message);
+      // The password that was sent (the wrong one, for a wrong password) appears in no output at all.
+      const secret = badSource.secret.env;
+      const sent = process.env[secret];
+      const outputs = [
+        res,
+        await cli(['sync', '--config', config, '--json']),
+        list,
+        await cli(['sources', 'list', '--config', config, '--json']),
+        await cli(['audit', '--config', config]),
+        await cli(['audit', '--config', config, '--json']),
+      ];
+      for (const o of outputs) {
+        for (const password of [sent, bad.password].filter(Boolean) as string[]) {
+          expect(o.out).not.toContain(password);
+          expect(o.err).not.toContain(password);
+        }
+      }
     });
 
     it('sends no login when STARTTLS is missing', async () => {
