@@ -2,14 +2,14 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { Readable } from 'node:stream';
 import Pop3Command from 'node-pop3';
-import { UpstreamError } from '../../core/errors';
+import { MessageError, UpstreamError } from '../../core/errors';
 import type { Source } from '../../core/model';
 import type { Bytes, ConnectOptions, Pop3Listing, Pop3Session, TlsInfo } from '../../core/ports';
 import { Pop3Refusal, pop3Error, serverText, where } from './errors';
-import { Pop3Reader, printable, startsWith, type BodyStream, type ReaderLimits } from './reader';
+import { Pop3Reader, printable, startsWith, type BodyStream, type ReaderLimits, type Status } from './reader';
 
-/** RETR commands in flight when the server offers PIPELINING: enough to hide the round trips, few enough that a
- *  failed run leaves little to drain. Responses are read one by one, so this bounds commands, not memory. */
+/** RETR and TOP commands in flight when the server offers PIPELINING: enough to hide the round trips, few enough
+ *  that a failed run leaves little to drain. Responses are read one by one, so this bounds commands, not memory. */
 const PIPELINE_WINDOW = 8;
 const MAX_CAPA_BYTES = 64 * 1024;
 const MAX_TOP_BYTES = 8 * 1024 * 1024;
@@ -18,18 +18,61 @@ const MAX_TOP_BYTES = 8 * 1024 * 1024;
  * (our frame, node-pop3's stream, the text), so an endless one must stop early: at 64 MB it cost ~70 MB of memory.
  */
 const MAX_LISTING_BYTES = 16 * 1024 * 1024;
-/** How far a LIST size and the bytes RETR serves may differ before the body is refused (see `sizesAgree`). */
-const SIZE_SLACK_BYTES = 1024 * 1024;
+/** Past this many bytes a RETR answer is given up on, session and all: it may never end. */
+const runawayBytes = (announced: number) => 2 * announced + 1024 * 1024;
+const CR = 0x0d;
+const LF = 0x0a;
 
 /**
- * Whether a body of `actual` bytes may be the message LIST announced at `announced` bytes. LIST sizes are not exact
- * everywhere (servers that count LF line ends, Exchange's estimates), but a body more than twice the other plus a
- * megabyte is not the message announced: a runaway answer, or a truncated one that must not be stored as the
- * message (a deleting policy would then DELE the real one).
+ * Whether a RETR body of `actual` bytes holding `lines` CRLFs (dot-unstuffed) is the message LIST announced at
+ * `announced` bytes. RFC 1939 makes LIST the exact size as transmitted (CRLF line ends, before dot-stuffing), and
+ * RFC 6856 repeats it, so only differences an honest server is known to make pass:
+ * - 0: the exact size;
+ * - +2: the message has no final line end, the server adds the CRLF the terminating "." needs (RFC 1939 section
+ *   3) and does not count it (Courier's pop3d does this);
+ * - +lines: the server counts its stored LF line ends as one octet each (against RFC 1939 section 11) and sends
+ *   them as CRLF;
+ * - +lines+1: both at once (the last line had no LF, so it is not among the converted ones).
+ * Anything else is not the announced message, however close: a server that advertises UTF8 may serve a message
+ * with 8-bit headers, to a client that did not send UTF8, wrapped in a generated notice (Courier: ~700 bytes
+ * more), and a deleting policy would then DELE the real one. A size right by chance stays possible (a notice
+ * exactly `lines` bytes longer), which the header-block check before a DELE may not catch either (TOP can serve
+ * the notice's headers): sending UTF8 is what prevents the notice. Estimated sizes (Exchange with
+ * EnableExactRFC822Size off) and mixed line ends in one stored file are refused too: such a message stays
+ * upstream, set aside, which loses nothing.
  */
-function sizesAgree(announced: number, actual: number): boolean {
-  return Math.max(announced, actual) <= 2 * Math.min(announced, actual) + SIZE_SLACK_BYTES;
+function isAnnouncedSize(announced: number, actual: number, lines: number): boolean {
+  const d = actual - announced;
+  return d === 0 || d === 2 || d === lines || d === lines + 1;
 }
+
+/**
+ * Whether nothing more a body can bring would make it pass `isAnnouncedSize`: both `received` and
+ * `received - lines` only grow as the body goes on, so past both bounds it never will.
+ */
+function pastAnnouncedSize(announced: number, received: number, lines: number): boolean {
+  return received > announced + 2 && received - lines > announced + 1;
+}
+
+/** Counts CRLFs across the parts of a body, wherever they were cut. */
+class CrlfCounter {
+  count = 0;
+  private lastCr = false;
+
+  add(part: Uint8Array): void {
+    for (let i = part.indexOf(LF); i >= 0; i = part.indexOf(LF, i + 1))
+      if (i > 0 ? part[i - 1] === CR : this.lastCr) this.count++;
+    if (part.length > 0) this.lastCr = part[part.length - 1] === CR;
+  }
+}
+
+/**
+ * A refusal of TOP that means the server does not know the command, not that the message is gone: Courier says
+ * "Invalid command." (and "Invalid message number." for a message), Dovecot "Unknown command", UW "Unknown
+ * TRANSACTION state command", Cyrus "Unrecognized command".
+ */
+const UNKNOWN_COMMAND =
+  /\b(unknown|unrecogni[sz]ed|invalid|bad|illegal|unsupported|unimplemented)\b[^.]*\bcommand\b|\bcommand\b[^.]*\b(unknown|unrecogni[sz]ed|not (recogni[sz]ed|supported|implemented))\b/i;
 
 type Pop3Connection = Pick<Pop3Command, '_socket' | '_command' | 'connect' | 'command' | 'on'>;
 type Pop3ConnectionClass = new (config: {
@@ -52,10 +95,14 @@ if (typeof proto?.command !== 'function' || typeof proto.connect !== 'function')
 
 type Frame = 'line' | 'multi';
 
-/** Thrown through `retrieve` so the consumer's own error reaches the caller unchanged. */
-class ConsumerFailure extends Error {
+/**
+ * Carries an error out of an operation that read every answer it asked for, so the session is still in step: the
+ * error reaches the caller unchanged (a consumer's own error, a MessageError about one message) and the session
+ * stays usable.
+ */
+class InStep extends Error {
   constructor(override readonly cause: unknown) {
-    super('the consumer of a message body failed');
+    super('an operation failed with the session still in step');
   }
 }
 
@@ -84,8 +131,9 @@ export async function openPop3Session(
 /**
  * The socket's data goes to our reader only. Commands node-pop3 knows (USER, PASS, STAT, UIDL, LIST, DELE, QUIT,
  * STLS) go through it and get their answer forwarded as one frame, since it assumes a response arrives in one
- * chunk; CAPA, TOP and RETR we write and read ourselves. Operations are serialized; any failure other than a
- * plain -ERR leaves the session broken and its socket destroyed.
+ * chunk; CAPA, UTF8, TOP and RETR we write and read ourselves. Operations are serialized; a failure that leaves
+ * the session in step (a plain -ERR, a body refused once read to its end, a consumer's error) leaves it usable,
+ * any other leaves it broken and its socket destroyed.
  */
 class NodePop3Session implements Pop3Session {
   capabilities: string[] = [];
@@ -169,6 +217,7 @@ class NodePop3Session implements Pop3Session {
       await this.startTls();
       this.capabilities = await this.capa(); // RFC 2595: forget what was learnt before TLS
     }
+    if (this.offers('UTF8')) await this.enableUtf8();
     await this.login(password);
     // RFC 2449: TRANSACTION state may offer more (PIPELINING, UIDL). A server that offers PIPELINING already
     // takes CAPA, UIDL and LIST in one write: after login a poll then costs one round trip instead of three, and
@@ -219,81 +268,210 @@ class NodePop3Session implements Pop3Session {
   topHeaders(number: number): Promise<Buffer> {
     checkNumber(number);
     return this.run(`TOP ${number} 0`, async () => {
-      if (this.capabilities.length > 0 && !this.capabilities.includes('TOP'))
-        throw new UpstreamError(
-          'CAPABILITY_MISSING',
-          `${where(this.source)} does not offer TOP, needed to identify messages when UIDL is missing`,
-          false,
-        );
-      this.write(`TOP ${number} 0\r\n`);
-      const status = await this.reader.readStatus();
-      if (!status.ok) throw new Pop3Refusal(`TOP ${number} 0`, status.text);
-      this.stage = `the headers of message ${number} (TOP)`;
-      return await this.reader.readBody(MAX_TOP_BYTES);
+      const { blocks, refused } = await this.readHeaderBlocks([number]);
+      const block = blocks.get(number);
+      if (block) return block;
+      throw new InStep(
+        new MessageError(
+          'PROTOCOL_ERROR',
+          `${where(this.source)} refused TOP ${number} 0 (server said: ${serverText(refused.get(number) ?? '')}): message ${number} cannot be read`,
+          { number },
+        ),
+      );
     });
+  }
+
+  headerBlocks(numbers: number[]): Promise<Map<number, Buffer>> {
+    numbers.forEach(checkNumber);
+    return this.run('TOP', async () => (await this.readHeaderBlocks(numbers)).blocks);
+  }
+
+  /**
+   * `TOP n 0` for each number, pipelined like RETR. A message the server refuses is left out (with what the server
+   * said); a server without TOP is CAPABILITY_MISSING, thrown once every answer is read.
+   */
+  private async readHeaderBlocks(
+    numbers: number[],
+  ): Promise<{ blocks: Map<number, Buffer>; refused: Map<number, string> }> {
+    const blocks = new Map<number, Buffer>();
+    const refused = new Map<number, string>();
+    if (numbers.length === 0) return { blocks, refused };
+    const missing = () =>
+      new UpstreamError(
+        'CAPABILITY_MISSING',
+        `${where(this.source)} does not offer TOP, needed to identify messages when UIDL is missing and to check a message before deleting it`,
+        false,
+      );
+    // RFC 2449: a server that answers CAPA lists TOP when it has it. Nothing was sent: the session goes on.
+    if (this.capabilities.length > 0 && !this.capabilities.includes('TOP')) throw new InStep(missing());
+    let unknown = false;
+    await this.pipelined(
+      numbers,
+      (n) => `TOP ${n} 0`,
+      () => MAX_TOP_BYTES,
+      async (number, status) => {
+        if (status.ok) blocks.set(number, await this.readHeaderBlock(number));
+        else {
+          refused.set(number, status.text);
+          // Without CAPA only the server's words tell "no such command" from "no such message".
+          if (this.capabilities.length === 0 && UNKNOWN_COMMAND.test(status.text)) unknown = true;
+        }
+      },
+    );
+    if (unknown) throw new InStep(missing());
+    return { blocks, refused };
+  }
+
+  /** The body of a TOP answer whose status was just read, whole; one too big for a header block ends the session. */
+  private async readHeaderBlock(number: number): Promise<Buffer> {
+    this.stage = `the headers of message ${number} (TOP)`;
+    const body = this.reader.body();
+    const parts: Buffer[] = [];
+    let size = 0;
+    for (let part = await body.read(); part !== undefined; part = await body.read()) {
+      size += part.length;
+      if (size > MAX_TOP_BYTES)
+        throw this.giveUp(
+          new MessageError(
+            'PROTOCOL_ERROR',
+            `${where(this.source)} sent more than ${MAX_TOP_BYTES} bytes in answer to TOP ${number} 0, which is no header block; the session was given up`,
+            { number },
+          ),
+        );
+      parts.push(part);
+    }
+    return Buffer.concat(parts);
   }
 
   retrieve(numbers: number[], onMessage: (number: number, body: Bytes) => Promise<void>): Promise<void> {
     numbers.forEach(checkNumber);
-    return this.run('RETR', async () => {
-      const window = this.capabilities.includes('PIPELINING') ? PIPELINE_WINDOW : 1;
-      let sent = 0;
-      let consumerError: ConsumerFailure | undefined;
-      for (let received = 0; received < sent || (!consumerError && received < numbers.length); received++) {
-        if (!consumerError) {
-          const batch: string[] = [];
-          while (sent < numbers.length && sent - received < window) batch.push(`RETR ${numbers[sent++]}\r\n`);
-          if (batch.length) this.write(batch.join(''));
-        }
-        const number = numbers[received]!;
-        this.stage = `the answer to RETR ${number}`;
-        const status = await this.reader.readStatus();
-        if (!status.ok) continue; // deleted by another client meanwhile: not delivered, the session goes on
-        this.stage = `the body of message ${number} (RETR)`;
-        const body = this.reader.body();
-        if (!consumerError) {
+    return this.run('RETR', () =>
+      this.pipelined(
+        numbers,
+        (n) => `RETR ${n}`,
+        (n) => this.retrLimit(n),
+        async (number, status) => {
+          if (!status.ok) return; // deleted by another client meanwhile: not delivered, the session goes on
+          this.stage = `the body of message ${number} (RETR)`;
+          const body = this.reader.body();
+          const announced = this.listed.get(number);
+          const read = { bytes: 0 };
+          let consumerError: InStep | undefined;
           try {
-            const announced = this.listed.get(number);
-            await onMessage(number, announced === undefined ? body : this.sized(body, number, announced));
+            await onMessage(
+              number,
+              announced === undefined ? body : this.sized(body, number, announced, read),
+            );
           } catch (err) {
             // When the body failed under the consumer, the connection's error is the real one.
             const failure = this.reader.failure;
             if (failure) throw failure;
-            consumerError = new ConsumerFailure(err);
+            consumerError = new InStep(err);
           }
-        }
-        await body.drain(); // a consumer that stopped early, or answers still in flight: stay in step
-      }
-      if (consumerError) throw consumerError;
-    });
+          // A consumer that stopped early: read the rest, so the next answer starts in step.
+          await this.drain(body, number, `RETR ${number}`, this.retrLimit(number) - read.bytes);
+          if (consumerError) throw consumerError;
+        },
+      ),
+    );
   }
 
   /**
-   * The body, held to its LIST size. Before, a RETR that never ended was streamed into storage until the run's
-   * deadline, and one far off its LIST size was stored and then deleted upstream by a deleting policy.
+   * Sends `command(n)` for each number, up to PIPELINE_WINDOW ahead when the server offers PIPELINING (one at a
+   * time otherwise), and hands each status to `onAnswer`, which reads the answer's body. When `onAnswer` throws an
+   * InStep, nothing more is sent; the answers already asked for are read (their bodies dropped, each up to
+   * `limit(n)` bytes) and then the InStep is thrown.
    */
-  private async *sized(body: BodyStream, number: number, announced: number): Bytes {
-    let received = 0;
-    for await (const part of body) {
-      received += part.length;
-      if (received > 2 * announced + SIZE_SLACK_BYTES) {
-        // Reading on might never end: the session is given up (nothing is drained) and fails with this error.
-        const err = this.reader.protocolError(
-          `more than ${2 * announced + SIZE_SLACK_BYTES} bytes in answer to RETR ${number}, whose LIST size is ${announced}`,
-          [],
-        );
-        this.reader.abort(err);
-        this.destroy();
-        throw err;
+  private async pipelined(
+    numbers: number[],
+    command: (n: number) => string,
+    limit: (n: number) => number,
+    onAnswer: (n: number, status: Status) => Promise<void>,
+  ): Promise<void> {
+    const window = this.capabilities.includes('PIPELINING') ? PIPELINE_WINDOW : 1;
+    let sent = 0;
+    let stopped: InStep | undefined;
+    for (let received = 0; received < sent || (!stopped && received < numbers.length); received++) {
+      if (!stopped) {
+        const batch: string[] = [];
+        while (sent < numbers.length && sent - received < window)
+          batch.push(`${command(numbers[sent++]!)}\r\n`);
+        if (batch.length) this.write(batch.join(''));
       }
-      yield part;
+      const number = numbers[received]!;
+      this.stage = `the answer to ${command(number)}`;
+      const status = await this.reader.readStatus();
+      if (stopped) {
+        if (status.ok) await this.drain(this.reader.body(), number, command(number), limit(number));
+        continue;
+      }
+      try {
+        await onAnswer(number, status);
+      } catch (err) {
+        if (!(err instanceof InStep)) throw err;
+        stopped = err;
+      }
     }
-    if (!sizesAgree(announced, received))
-      throw new UpstreamError(
-        'PROTOCOL_ERROR',
-        `${where(this.source)} sent ${received} bytes for message ${number}, whose LIST size is ${announced}: that is not the message it announced, so it was not stored`,
-        true,
-      );
+    if (stopped) throw stopped;
+  }
+
+  /** Reads what is left of a body, dropping it; past `max` more bytes the session is given up. */
+  private async drain(body: BodyStream, number: number, command: string, max: number): Promise<void> {
+    let left = max;
+    for (let part = await body.read(); part !== undefined; part = await body.read()) {
+      left -= part.length;
+      if (left < 0)
+        throw this.giveUp(
+          new MessageError(
+            'PROTOCOL_ERROR',
+            `${where(this.source)} sent an answer to ${command} that does not end; the session was given up`,
+            { number },
+          ),
+        );
+    }
+  }
+
+  private retrLimit(number: number): number {
+    const announced = this.listed.get(number);
+    return announced === undefined ? Infinity : runawayBytes(announced);
+  }
+
+  /**
+   * The body, held to its LIST size (`isAnnouncedSize`): a body that is not the announced message fails the
+   * consumer's read with a MessageError naming the message. Once it cannot be that message, nothing more is handed
+   * on; the rest is read (so the session stays in step) up to `runawayBytes`, past which the session is given up.
+   */
+  private async *sized(body: BodyStream, number: number, announced: number, read: { bytes: number }): Bytes {
+    const lines = new CrlfCounter();
+    const limit = runawayBytes(announced);
+    let passed = false;
+    for (let part = await body.read(); part !== undefined; part = await body.read()) {
+      read.bytes += part.length;
+      lines.add(part);
+      if (read.bytes > limit)
+        throw this.giveUp(
+          this.notAnnounced(number, announced, `more than ${limit} bytes (the session was given up there)`),
+        );
+      passed ||= pastAnnouncedSize(announced, read.bytes, lines.count);
+      if (!passed) yield part;
+    }
+    if (passed || !isAnnouncedSize(announced, read.bytes, lines.count))
+      throw this.notAnnounced(number, announced, `${read.bytes} bytes (${lines.count} lines)`);
+  }
+
+  private notAnnounced(number: number, announced: number, came: string): MessageError {
+    return new MessageError(
+      'PROTOCOL_ERROR',
+      `${where(this.source)} announced message ${number} as ${announced} bytes (LIST) and sent ${came} in answer to RETR ${number}: that is not the message it announced, so it was not stored`,
+      { number },
+    );
+  }
+
+  /** Ends the session at once (nothing more is read), for an answer that may never end; returns `err` to throw. */
+  private giveUp(err: UpstreamError): UpstreamError {
+    this.reader.abort(err);
+    this.destroy();
+    return err;
   }
 
   dele(number: number): Promise<void> {
@@ -363,10 +541,19 @@ class NodePop3Session implements Pop3Session {
         if (this.reader.buffered > 0) await this.unsolicited();
         return await fn();
       } catch (err) {
-        if (err instanceof ConsumerFailure) throw err.cause;
+        if (err instanceof InStep) throw err.cause;
         const e = this.toUpstream(err);
         if (!(err instanceof Pop3Refusal)) {
-          this.broken = e;
+          // Later calls fail as the connection did: the message's error is reported once, by the call it broke.
+          this.broken =
+            e instanceof MessageError
+              ? new UpstreamError(
+                  'CONNECTION_LOST',
+                  `the POP3 session with ${where(this.source)} was given up after message ${e.at.number}: ${e.message}`,
+                  true,
+                  { cause: e },
+                )
+              : e;
           this.destroy();
         }
         throw e;
@@ -431,6 +618,23 @@ class NodePop3Session implements Pop3Session {
     // listing lines start with a digit, so there is nothing to un-stuff, only the terminator to drop.
     const text = (await this.reader.readRawBody(MAX_LISTING_BYTES)).toString('latin1');
     return text.endsWith('.\r\n') ? text.slice(0, -3) : text;
+  }
+
+  /** Whether CAPA lists `keyword`, with or without arguments ('UTF8' matches 'UTF8 USER'). */
+  private offers(keyword: string): boolean {
+    return this.capabilities.some((c) => c === keyword || c.startsWith(`${keyword} `));
+  }
+
+  /**
+   * RFC 6856: UTF8 is valid in the AUTHORIZATION state only, so it goes after STLS (whose CAPA is the one that
+   * counts) and before USER/PASS. Without it a server may serve a message whose headers carry 8-bit bytes as a
+   * generated notice instead of the message (Courier does); with it the message comes as stored. A refusal is no
+   * reason to stop: the session goes on in ASCII mode, and RETR's size check refuses such a notice.
+   */
+  private async enableUtf8(): Promise<void> {
+    this.write('UTF8\r\n');
+    this.stage = 'the answer to UTF8';
+    await this.reader.readStatus();
   }
 
   /** CAPA is read by us: node-pop3 does not know it is a multi-line command. */

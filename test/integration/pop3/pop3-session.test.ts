@@ -177,6 +177,22 @@ describe('POP3 against Dovecot: exact bytes', () => {
     }
     await session.quit();
   });
+
+  it('reads every header block at once with headerBlocks, pipelined, as TOP gives them one by one', async () => {
+    const session = await connect(source(user), user.password);
+    expect(session.capabilities).toContain('PIPELINING');
+    const numbers = (await session.list()).map((l) => l.number).reverse();
+    const blocks = await session.headerBlocks(numbers);
+    expect([...blocks.keys()]).toEqual(numbers);
+    for (const n of numbers) {
+      const whole = reference.get(n)!;
+      expect({ n, block: blocks.get(n)!.toString('latin1') }).toEqual({
+        n,
+        block: whole.subarray(0, whole.indexOf('\r\n\r\n') + 4).toString('latin1'),
+      });
+    }
+    await session.quit();
+  });
 });
 
 describe('POP3 against Dovecot: listing and pipelining', () => {
@@ -250,6 +266,19 @@ describe('POP3 against Dovecot: deletion', () => {
     });
     expect(left[0]!.toString()).toContain('Subject: keep');
     await again.quit();
+  });
+
+  it("leaves out of headerBlocks a message deleted in the session and one that never was (Dovecot's -ERR)", async () => {
+    const user = lab.createUser('p3tophdr');
+    lab.deliver(user, 'Subject: one\n\n1\n');
+    lab.deliver(user, Buffer.from('Subject: caf\xe9 two\n\n2\n', 'latin1'));
+    const session = await connect(source(user), user.password);
+    await session.dele(1);
+    const blocks = await session.headerBlocks([1, 2, 99]);
+    expect([...blocks.keys()]).toEqual([2]);
+    expect(blocks.get(2)!.toString('latin1')).toMatch(/^Subject: (one|caf\xe9 two)\r\n/);
+    expect((await session.stat()).count).toBe(1); // still in step
+    session.abort(); // nothing deleted
   });
 
   it('applies nothing when the session is aborted after DELE', async () => {

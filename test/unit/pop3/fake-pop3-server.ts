@@ -35,6 +35,8 @@ export interface FakeServer {
   arrivals: number[];
   /** Most RETR commands outstanding at once as the server saw it (1 = one at a time, more = pipelined). */
   maxRetrAhead: number;
+  /** The same for TOP. */
+  maxTopAhead: number;
   /** The server side of the last connection, to look at its write buffer. */
   lastSocket?: net.Socket;
   deleted: Set<number>;
@@ -62,6 +64,49 @@ async function writePiece(socket: net.Socket, piece: FakeStreamPiece): Promise<v
   }
 }
 
+/** Whether the header block of a message holds 8-bit bytes (RFC 6532 headers, or raw Latin-1 ones). */
+function eightBitHeaders(message: Buffer): boolean {
+  const end = message.indexOf('\r\n\r\n');
+  return message.subarray(0, end < 0 ? message.length : end).some((b) => b > 0x7f);
+}
+
+/**
+ * What Courier's pop3d serves for a message with 8-bit headers to a client that did not send UTF8: a generated
+ * "cannot display" message with the original attached, while LIST still gives the original's size.
+ */
+export function utf8Notice(message: Buffer): Buffer {
+  const boundary = '=_4242-1700000000';
+  const head = [
+    'From: Mail Delivery Subsystem <postmaster>',
+    'Subject: Cannot display Unicode content',
+    'Mime-Version: 1.0',
+    `Content-Type: multipart/mixed; boundary="${boundary}"`,
+    '',
+    '',
+    '',
+    `--${boundary}`,
+    'Content-Type: text/plain',
+    '',
+    'This E-mail message was determined to be Unicode-formatted',
+    'but your E-mail reader does not support Unicode E-mail.',
+    '',
+    'Please use an E-mail reader that supports POP3 with UTF-8',
+    '(see https://tools.ietf.org/html/rfc6856.html).',
+    '',
+    "This can also happen when the sender's E-mail program does not",
+    'correctly format the sent message.',
+    '',
+    'The original message is included as a separate attachment',
+    'so that it can be downloaded manually.',
+    '',
+    `--${boundary}`,
+    'Content-Type: message/global',
+    '',
+    '',
+  ].join('\r\n');
+  return Buffer.concat([Buffer.from(head, 'latin1'), message, Buffer.from(`\r\n--${boundary}--\r\n`)]);
+}
+
 function stuff(message: Buffer): Buffer {
   const text = message.toString('latin1');
   return Buffer.from(text.replace(/(^|\r\n)\./g, '$1..'), 'latin1');
@@ -71,12 +116,14 @@ export async function startFakePop3(options: FakeOptions): Promise<FakeServer> {
   const mode = options.mode ?? 'bytes';
   const password = options.password ?? 'secret';
   const caps = options.capabilities ?? ['USER', 'UIDL', 'TOP', 'PIPELINING'];
+  const offersUtf8 = caps.some((c) => c === 'UTF8' || c.startsWith('UTF8 '));
   const sockets = new Set<net.Socket>();
   const fake: FakeServer = {
     port: 0,
     received: [],
     arrivals: [],
     maxRetrAhead: 0,
+    maxTopAhead: 0,
     deleted: new Set(),
     close: async () => {
       for (const s of sockets) s.destroy();
@@ -91,11 +138,15 @@ export async function startFakePop3(options: FakeOptions): Promise<FakeServer> {
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => undefined);
     socket.setNoDelay(true);
-    const out: Array<{ data: Buffer | 'close' | FakeStreamPiece; retr?: boolean }> = [];
+    const out: Array<{ data: Buffer | 'close' | FakeStreamPiece; verb?: 'RETR' | 'TOP' }> = [];
     let writing = false;
-    /** RETR answers queued or being written. */
-    let unfinishedRetr = 0;
+    /** RETR and TOP answers queued or being written. */
+    const unfinished = { RETR: 0, TOP: 0 };
     let deletedThisSession = new Set<number>();
+    let loggedIn = false;
+    let utf8 = false;
+    /** What RETR and TOP serve: the message, or (UTF8 offered, not enabled, 8-bit headers) Courier's notice. */
+    const served = (msg: Buffer) => (offersUtf8 && !utf8 && eightBitHeaders(msg) ? utf8Notice(msg) : msg);
 
     const pump = () => {
       if (writing) return;
@@ -109,7 +160,7 @@ export async function startFakePop3(options: FakeOptions): Promise<FakeServer> {
       writing = true;
       const done = () => {
         writing = false;
-        if (item.retr) unfinishedRetr--;
+        if (item.verb) unfinished[item.verb]--;
         pump();
       };
       if (!Buffer.isBuffer(next)) {
@@ -129,12 +180,12 @@ export async function startFakePop3(options: FakeOptions): Promise<FakeServer> {
       };
       step();
     };
-    const send = (data: Buffer | string | FakeStreamPiece, retr = false) => {
+    const send = (data: Buffer | string | FakeStreamPiece, verb?: 'RETR' | 'TOP') => {
       out.push({
         data: typeof data === 'string' && data !== 'close' ? Buffer.from(data, 'latin1') : data,
-        retr,
+        ...(verb ? { verb } : {}),
       });
-      if (retr) unfinishedRetr++;
+      if (verb) unfinished[verb]++;
       pump();
     };
 
@@ -153,12 +204,14 @@ export async function startFakePop3(options: FakeOptions): Promise<FakeServer> {
         fake.received.push(line);
         fake.arrivals.push(reads);
         const [verb = '', arg1, arg2] = line.split(' ');
-        if (verb.toUpperCase() === 'RETR')
-          fake.maxRetrAhead = Math.max(fake.maxRetrAhead, unfinishedRetr + 1);
+        const counted =
+          verb.toUpperCase() === 'RETR' ? 'RETR' : verb.toUpperCase() === 'TOP' ? 'TOP' : undefined;
+        if (counted === 'RETR') fake.maxRetrAhead = Math.max(fake.maxRetrAhead, unfinished.RETR + 1);
+        if (counted === 'TOP') fake.maxTopAhead = Math.max(fake.maxTopAhead, unfinished.TOP + 1);
         const custom = options.override?.(line);
         if (custom === 'stall') continue;
         if (custom !== undefined) {
-          for (const piece of custom) send(piece);
+          custom.forEach((piece, i) => send(piece, i === custom.length - 1 ? counted : undefined));
           continue;
         }
         const n = Number(arg1);
@@ -172,7 +225,12 @@ export async function startFakePop3(options: FakeOptions): Promise<FakeServer> {
             send('+OK\r\n');
             break;
           case 'PASS':
-            send(arg1 === password ? '+OK logged in\r\n' : `-ERR [AUTH] Authentication failed.\r\n`);
+            loggedIn = arg1 === password;
+            send(loggedIn ? '+OK logged in\r\n' : `-ERR [AUTH] Authentication failed.\r\n`);
+            break;
+          case 'UTF8': // RFC 6856: AUTHORIZATION state only
+            if (offersUtf8 && !loggedIn) utf8 = true;
+            send(utf8 ? '+OK UTF8 enabled\r\n' : '-ERR Invalid command.\r\n');
             break;
           case 'STAT': {
             const size = options.messages.reduce((s, m) => s + m.length, 0);
@@ -198,23 +256,23 @@ export async function startFakePop3(options: FakeOptions): Promise<FakeServer> {
             );
             break;
           case 'RETR':
-            if (!exists) send(`-ERR no such message\r\n`, true);
+            if (!exists) send(`-ERR no such message\r\n`, 'RETR');
             else
               send(
                 Buffer.concat([
-                  Buffer.from(`+OK ${msg.length} octets\r\n`),
-                  stuff(msg),
+                  Buffer.from(`+OK ${served(msg).length} octets\r\n`),
+                  stuff(served(msg)),
                   Buffer.from('.\r\n'),
                 ]),
-                true,
+                'RETR',
               );
             break;
           case 'TOP': {
             if (!exists || arg2 !== '0') {
-              send('-ERR no such message\r\n');
+              send('-ERR no such message\r\n', 'TOP');
               break;
             }
-            const text = msg.toString('latin1');
+            const text = served(msg).toString('latin1');
             const head = text.slice(0, text.indexOf('\r\n\r\n') + 4);
             send(
               Buffer.concat([
@@ -222,6 +280,7 @@ export async function startFakePop3(options: FakeOptions): Promise<FakeServer> {
                 stuff(Buffer.from(head, 'latin1')),
                 Buffer.from('.\r\n'),
               ]),
+              'TOP',
             );
             break;
           }

@@ -2,10 +2,10 @@ import { createHash } from 'node:crypto';
 import util from 'node:util';
 import { openPop3Session } from '../../../functions/adapters/pop3';
 import { Pop3Reader } from '../../../functions/adapters/pop3/reader';
-import { UpstreamError } from '../../../functions/core/errors';
+import { MessageError, UpstreamError } from '../../../functions/core/errors';
 import type { Source } from '../../../functions/core/model';
 import type { Bytes, Pop3Session } from '../../../functions/core/ports';
-import { startFakePop3, type FakeOptions, type FakeServer } from './fake-pop3-server';
+import { startFakePop3, utf8Notice, type FakeOptions, type FakeServer } from './fake-pop3-server';
 
 const PASSWORD = 'sw0rdfish-9c1e';
 
@@ -357,5 +357,289 @@ describe('memory while a big message streams to a slow consumer', () => {
     });
     expect(held).toBeGreaterThan(16 * 1024 * 1024);
     expect(hash.digest('hex')).toBe(createHash('sha256').update(big).digest('hex'));
+  });
+});
+
+/** About 1 KB, with raw 8-bit bytes in its headers: what RFC 6856 servers will not serve as is without UTF8. */
+const EIGHT_BIT_HEADERS = Buffer.from(
+  'Subject: caf\xe9 cr\xe8me\r\nFrom: J\xfcrgen <j@example.test>\r\n\r\n' +
+    Array.from({ length: 16 }, (_, i) => `line ${i} ${'t'.repeat(50)}\r\n`).join(''),
+  'latin1',
+);
+const UTF8_CAPS = ['USER', 'UIDL', 'TOP', 'PIPELINING', 'UTF8 USER'];
+
+async function failureOf(p: Promise<unknown>): Promise<unknown> {
+  return p.then(
+    () => new Error('it succeeded, but a failure was expected'),
+    (err: unknown) => err,
+  );
+}
+
+describe('UTF8 (RFC 6856)', () => {
+  it('sends UTF8 before USER exactly when CAPA offers it, and then gets the message, not the notice', async () => {
+    const messages = [MESSAGES[0]!, EIGHT_BIT_HEADERS];
+    const offered = await start({ mode: 'bytes', messages, capabilities: UTF8_CAPS });
+    expect(offered.fake.received.slice(0, 4)).toEqual(['CAPA', 'UTF8', 'USER ann', `PASS ${PASSWORD}`]);
+    const got = new Map<number, Buffer>();
+    await offered.session.retrieve([1, 2], async (n, body) => {
+      got.set(n, await collect(body));
+    });
+    expect(got.get(2)!.equals(EIGHT_BIT_HEADERS)).toBe(true);
+    expect(got.get(1)!.equals(MESSAGES[0]!)).toBe(true);
+    session!.abort();
+    await fake!.close();
+
+    const plain = await start({ mode: 'bulk', messages });
+    expect(plain.fake.received).not.toContain('UTF8');
+    expect(plain.fake.received.slice(0, 3)).toEqual(['CAPA', 'USER ann', `PASS ${PASSWORD}`]);
+  });
+
+  it('goes on without UTF8 when the server refuses it', async () => {
+    const { fake, session } = await start({
+      mode: 'bulk',
+      capabilities: UTF8_CAPS,
+      override: (c) => (c === 'UTF8' ? ['-ERR [SYS/TEMP] not now\r\n'] : undefined),
+    });
+    expect(fake.received.slice(0, 3)).toEqual(['CAPA', 'UTF8', 'USER ann']);
+    expect(await session.list()).toHaveLength(3);
+    const got: number[] = [];
+    await session.retrieve([1, 3], async (n, body) => {
+      expect((await collect(body)).equals(MESSAGES[n - 1]!)).toBe(true);
+      got.push(n);
+    });
+    expect(got).toEqual([1, 3]);
+  });
+
+  it('refuses the notice a server serves without UTF8 as a MessageError naming the message, and stays in step', async () => {
+    const notice = utf8Notice(EIGHT_BIT_HEADERS);
+    // The case: LIST says ~1.0 KB, RETR brings ~1.7 KB, well inside the old "twice plus a megabyte".
+    expect(EIGHT_BIT_HEADERS.length).toBeGreaterThan(900);
+    expect(notice.length).toBeGreaterThan(1600);
+    const { session } = await start({
+      mode: 'bulk',
+      messages: [MESSAGES[0]!, EIGHT_BIT_HEADERS, MESSAGES[2]!],
+      capabilities: UTF8_CAPS,
+      override: (c) => (c === 'UTF8' ? ['-ERR no\r\n'] : undefined),
+    });
+    await session.list();
+    const delivered: number[] = [];
+    const err = await failureOf(
+      session.retrieve([1, 2, 3], async (n, body) => {
+        await collect(body);
+        delivered.push(n);
+      }),
+    );
+    expect(err).toBeInstanceOf(MessageError);
+    expect(err).toMatchObject({
+      code: 'PROTOCOL_ERROR',
+      at: { number: 2 },
+      message: expect.stringMatching(
+        new RegExp(`message 2 as ${EIGHT_BIT_HEADERS.length} bytes .*sent ${notice.length} bytes`),
+      ),
+    });
+    expect(delivered).toEqual([1]);
+    // In step: the next commands get their own answers.
+    expect((await session.stat()).count).toBe(3);
+    await session.retrieve([3], async (_n, body) => {
+      expect((await collect(body)).equals(MESSAGES[2]!)).toBe(true);
+    });
+  });
+
+  it('lets a consumer that catches the MessageError go on with the next message in the same call', async () => {
+    const { session } = await start({
+      mode: 'bulk',
+      messages: [MESSAGES[0]!, EIGHT_BIT_HEADERS, MESSAGES[2]!],
+      capabilities: UTF8_CAPS,
+      override: (c) => (c === 'UTF8' ? ['-ERR no\r\n'] : undefined),
+    });
+    await session.list();
+    const outcome: Array<[number, string]> = [];
+    await session.retrieve([1, 2, 3], async (n, body) => {
+      const bytes = await collect(body).catch((e: unknown) => e);
+      outcome.push([n, bytes instanceof MessageError ? 'set aside' : 'stored']);
+    });
+    expect(outcome).toEqual([
+      [1, 'stored'],
+      [2, 'set aside'],
+      [3, 'stored'],
+    ]);
+  });
+});
+
+describe('RETR held to its LIST size', () => {
+  // 7 CRLF-ended lines, three of them dot-stuffed on the wire: the LF-counting cases count lines, not dots.
+  const message = MESSAGES[0]!;
+  const lines = 7;
+
+  it('accepts only the honest differences (exact, +2 final CRLF, +lines, +lines+1); any other is a MessageError', async () => {
+    // A generated notice: the message with some 700 bytes of text in front (Courier's notice is the same idea).
+    const notice = Buffer.concat([Buffer.from(`${'x'.repeat(98)}\r\n`.repeat(7)), message]);
+    // [case, what RETR serves, LIST size = the message's size minus this, accepted]
+    const cases: Array<[string, Buffer, number, boolean]> = [
+      ['exact', message, 0, true],
+      ['a final CRLF added and not counted', message, 2, true],
+      ['LF line ends counted as one octet', message, lines, true],
+      ['LF counted, and a final CRLF added', message, lines + 1, true],
+      ['one byte more', message, 1, false],
+      ['three bytes more', message, 3, false],
+      ['one more than LF counting explains', message, lines + 2, false],
+      ['two bytes fewer', message, -2, false],
+      ['a generated notice around it', notice, 0, false],
+    ];
+    const outcome: Record<string, unknown> = {};
+    for (const [name, served, extra] of cases) {
+      const f = await startFakePop3({
+        mode: 'bulk',
+        messages: [served],
+        password: PASSWORD,
+        announcedSize: () => message.length - extra,
+      });
+      const s = await openPop3Session(source(f.port), PASSWORD, { timeoutMs: 5000 });
+      await s.list();
+      outcome[name] = await s
+        .retrieve([1], async (_n, body) => {
+          expect((await collect(body)).equals(served)).toBe(true);
+        })
+        .then(
+          () => 'accepted',
+          (err: unknown) => (err instanceof MessageError ? err.at : String(err)),
+        );
+      s.abort();
+      await f.close();
+    }
+    expect(outcome).toEqual(
+      Object.fromEntries(cases.map(([name, , , ok]) => [name, ok ? 'accepted' : { number: 1 }])),
+    );
+  });
+
+  it('gives up on a RETR that runs far past its LIST size with a MessageError; later calls say the connection is gone', async () => {
+    const endless = async function* () {
+      for (;;) yield Buffer.from(`${'z'.repeat(1022)}\r\n`.repeat(64));
+    };
+    const { session } = await start({
+      mode: 'bulk',
+      override: (c) => (c === 'RETR 2' ? ['+OK\r\n', { stream: endless }] : undefined),
+    });
+    await session.list();
+    const err = await failureOf(
+      session.retrieve([1, 2, 3], async (_n, body) => {
+        await collect(body);
+      }),
+    );
+    expect(err).toBeInstanceOf(MessageError);
+    expect(err).toMatchObject({ code: 'PROTOCOL_ERROR', at: { number: 2 } });
+    const later = await failureOf(session.stat());
+    expect(later).not.toBeInstanceOf(MessageError);
+    expect(later).toMatchObject({ code: 'CONNECTION_LOST', message: expect.stringContaining('message 2') });
+  });
+});
+
+describe('headerBlocks', () => {
+  /** Header blocks that break naive readers: dot-led lines (stuffed on the wire), 8-bit bytes, NUL, a bare LF. */
+  const NASTY = [
+    Buffer.from(
+      'Subject: caf\xe9 \xff\x80\r\n.X-Dot: one\r\n..X-Two: two\r\n\tfolded \x00 \n x\r\n\r\nbody\r\n',
+      'latin1',
+    ),
+    Buffer.from('Subject: plain\r\n\r\n.\r\n', 'latin1'),
+    Buffer.from('.\r\n\r\nbody only after a dot line\r\n', 'latin1'),
+  ];
+  const head = (m: Buffer) => m.subarray(0, m.indexOf('\r\n\r\n') + 4);
+
+  it('reads each header block with TOP n 0, pipelined, byte-exact, one byte per TCP segment', async () => {
+    const { fake, session } = await start({ mode: 'bytes', messages: NASTY });
+    const blocks = await session.headerBlocks([3, 1, 2]);
+    expect([...blocks.keys()]).toEqual([3, 1, 2]);
+    for (const [n, block] of blocks)
+      expect({ n, hex: block.toString('hex') }).toEqual({ n, hex: head(NASTY[n - 1]!).toString('hex') });
+    expect(fake.maxTopAhead).toBe(3);
+    expect(fake.received.slice(-3)).toEqual(['TOP 3 0', 'TOP 1 0', 'TOP 2 0']);
+    // topHeaders is the same code for one message.
+    expect((await session.topHeaders(1)).equals(head(NASTY[0]!))).toBe(true);
+  });
+
+  it('keeps at most 8 TOPs in flight with PIPELINING, and sends one at a time without it', async () => {
+    const many = Array.from({ length: 20 }, (_, i) => Buffer.from(`Subject: ${i}\r\n\r\nb\r\n`));
+    const numbers = many.map((_, i) => i + 1);
+    const piped = await start({ mode: 'bulk', messages: many });
+    expect([...(await piped.session.headerBlocks(numbers)).keys()]).toEqual(numbers);
+    expect(piped.fake.maxTopAhead).toBe(8);
+    session!.abort();
+    await fake!.close();
+
+    const single = await start({ mode: 'bulk', messages: many, capabilities: ['USER', 'UIDL', 'TOP'] });
+    const blocks = await single.session.headerBlocks(numbers);
+    expect([...blocks.values()].map(String)).toEqual(many.map((m) => String(head(m))));
+    expect(single.fake.maxTopAhead).toBe(1);
+  });
+
+  it('leaves out a message the server refuses and goes on, also without CAPA', async () => {
+    for (const capa of [true, false]) {
+      const { session } = await start({
+        mode: 'bulk',
+        override: (c) =>
+          c === 'TOP 2 0'
+            ? ['-ERR Invalid message number.\r\n'] // Courier's words for a message that is gone
+            : c === 'CAPA' && !capa
+              ? ['-ERR Invalid command.\r\n']
+              : undefined,
+      });
+      expect(session.capabilities.length > 0).toBe(capa);
+      const blocks = await session.headerBlocks([1, 2, 3]);
+      expect([...blocks.keys()]).toEqual([1, 3]);
+      expect(blocks.get(3)!.equals(head(MESSAGES[2]!))).toBe(true);
+      expect((await session.stat()).count).toBe(3);
+      session.abort();
+      await fake!.close();
+    }
+  });
+
+  it('says CAPABILITY_MISSING without TOP: nothing sent when CAPA lacks it, or TOP refused as an unknown command', async () => {
+    const noTop = await start({ mode: 'bulk', capabilities: ['USER', 'UIDL', 'PIPELINING'] });
+    await expect(noTop.session.headerBlocks([1, 2])).rejects.toMatchObject({
+      name: 'UpstreamError',
+      code: 'CAPABILITY_MISSING',
+    });
+    expect(noTop.fake.received.some((c) => c.startsWith('TOP'))).toBe(false);
+    session!.abort();
+    await fake!.close();
+
+    const unknown = await start({
+      mode: 'bulk',
+      override: (c) => (c === 'CAPA' || c.startsWith('TOP ') ? ['-ERR Invalid command.\r\n'] : undefined),
+    });
+    const err = await failureOf(unknown.session.headerBlocks([1, 2, 3]));
+    expect(err).toMatchObject({ code: 'CAPABILITY_MISSING', retryable: false });
+    expect(err).not.toBeInstanceOf(MessageError);
+    expect((await unknown.session.stat()).count).toBe(3); // every answer was read
+  });
+
+  it('makes a refused topHeaders a MessageError naming the message, and the session goes on', async () => {
+    const { session } = await start({
+      mode: 'bulk',
+      override: (c) => (c === 'TOP 2 0' ? ['-ERR Message is deleted.\r\n'] : undefined),
+    });
+    const err = await failureOf(session.topHeaders(2));
+    expect(err).toBeInstanceOf(MessageError);
+    expect(err).toMatchObject({
+      code: 'PROTOCOL_ERROR',
+      at: { number: 2 },
+      message: expect.stringContaining('Message is deleted'),
+    });
+    expect((await session.topHeaders(3)).equals(head(MESSAGES[2]!))).toBe(true);
+  });
+
+  it('gives up on a TOP answer too big for a header block with a MessageError naming the message', async () => {
+    const endless = async function* () {
+      for (;;) yield Buffer.from(`X-Junk: ${'j'.repeat(1014)}\r\n`.repeat(64));
+    };
+    const { session } = await start({
+      mode: 'bulk',
+      override: (c) => (c === 'TOP 2 0' ? ['+OK\r\n', { stream: endless }] : undefined),
+    });
+    const err = await failureOf(session.headerBlocks([1, 2, 3]));
+    expect(err).toBeInstanceOf(MessageError);
+    expect(err).toMatchObject({ at: { number: 2 } });
+    await expect(session.stat()).rejects.toMatchObject({ code: 'CONNECTION_LOST' });
   });
 });
