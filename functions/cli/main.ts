@@ -565,6 +565,9 @@ async function showInbox(
     io.out(
       `${m.sortDate.slice(0, 16).replace('T', ' ')}  ${m.sourceId.padEnd(12)} ${from.slice(0, 28).padEnd(28)} ${m.metadata.subject ?? '(no subject)'}${m.metadata.hasAttachments ? '  [attachments]' : ''}\n`,
     );
+    // One stored message that came through several places (two folders, two accounts) says where.
+    if (m.via && m.via.length > 1)
+      io.out(`${' '.repeat(18)}via ${m.via.map((v) => `${v.sourceId} ${v.identity}`).join(', ')}\n`);
   }
   if (!page.items.length) io.out('the inbox is empty\n');
   if (page.cursor)
@@ -588,6 +591,7 @@ function inboxView(m: MessageRecord) {
     size: m.object.size,
     sha256: m.object.sha256,
     seen: m.seen,
+    ...(m.via && m.via.length > 1 ? { via: m.via } : {}),
   };
 }
 

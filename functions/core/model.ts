@@ -127,6 +127,12 @@ export interface StoredObject {
   contentSha256: string;
 }
 
+/** One place a message came through: a source and the upstream identity it has there. */
+export interface Via {
+  sourceId: string;
+  identity: string;
+}
+
 export interface MessageRecord {
   sourceId: string;
   identity: string;
@@ -140,6 +146,11 @@ export interface MessageRecord {
   seen: boolean;
   flagged: boolean;
   deletedUpstreamAt?: string;
+  /**
+   * Merged inbox only: every source and identity whose committed item holds these exact bytes (decision 0007),
+   * sorted. One entry for a message committed before the registry existed.
+   */
+  via?: Via[];
 }
 
 /** Per IMAP folder: UIDVALIDITY and the highest UID such that every UID at or below it is committed. */

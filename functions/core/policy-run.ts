@@ -24,6 +24,7 @@ import type { Clock, Logger } from './ports';
 export type SyncStep =
   | 'stored' // the object is in S3, its item not yet committed
   | 'committed'
+  | 'duplicate-deleted' // a message whose bytes were registered already: its own copy is deleted
   | 'intent-written' // audit intents written, nothing deleted yet
   | 'dele-sent' // POP3: DELEs sent, QUIT not yet
   | 'upstream-deleted' // the server applied the deletes; audits not yet completed
@@ -243,7 +244,8 @@ export class PolicyRun {
       } else {
         const copy = (await this.ctx.index.lookup(this.ctx.source.id, [record.target])).get(record.target);
         if (copy?.state === 'evicted') {
-          await this.ctx.store.delete(record.object.key);
+          if (await this.ctx.index.objectUnreferenced(record.object))
+            await this.ctx.store.delete(record.object.key);
           outcomes.push({ record, state: 'done', note: 'finished by the next run' });
         } else {
           outcomes.push({ record, state: 'not-applied', note: 'the run stopped before the eviction' });
@@ -407,8 +409,10 @@ export class PolicyRun {
       const result = await this.ctx.index.evict(this.ctx.lease(), record, this.ctx.clock.now());
       this.ctx.step('evicted-item');
       // Only after the fenced tombstone: a crash before this leaves an orphan object, never a listed message
-      // without its bytes.
-      await this.ctx.store.delete(record.object.key);
+      // without its bytes. And only once no committed item references the bytes: another source may share them
+      // (decision 0007). A run cut here is finished by resolvePending, which asks the same.
+      if (await this.ctx.index.objectUnreferenced(record.object))
+        await this.ctx.store.delete(record.object.key);
       this.ctx.step('evicted-object');
       if (result === 'evicted') bytes -= record.object.size;
       await this.ctx.index.completeActions(

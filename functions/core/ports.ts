@@ -147,6 +147,9 @@ export interface MetadataParser {
   parse(raw: Uint8Array, complete: boolean): Promise<MessageMetadata>;
 }
 
+/** What commitMessage did: see there. */
+export type CommitOutcome = 'committed' | 'shared' | 'exists';
+
 export interface Lease {
   sourceId: string;
   holder: string;
@@ -179,10 +182,13 @@ export interface MessageIndex {
   ): Promise<Array<{ identity: string; target: string }>>;
 
   /**
-   * Commits the message item, its content-hash entry and the source counters in one transaction, conditional on
-   * the identity being new and the lease still ours. 'exists' when it was already committed (a retry).
+   * Commits the message item, its content-hash entry, its reference in the content registry and the source counters
+   * in one transaction, conditional on the identity being new and the lease still ours. 'exists' when it was already
+   * committed (a retry). 'shared' when the same bytes were registered already by a committed item: this one was
+   * committed pointing at that object, and the caller deletes the object it wrote at `record.object.key` (after this
+   * commit, so a crash leaves an orphan, never a missing object). 'committed': its own object holds the bytes.
    */
-  commitMessage(lease: Lease, record: MessageRecord): Promise<'committed' | 'exists'>;
+  commitMessage(lease: Lease, record: MessageRecord): Promise<CommitOutcome>;
   /** Records that a new upstream identity is a message already stored (matched by content after a UIDVALIDITY change). */
   commitAlias(
     lease: Lease,
@@ -229,6 +235,11 @@ export interface MessageIndex {
    * fetched again); 'already' when it was evicted before. The object is deleted by the caller afterwards.
    */
   evict(lease: Lease, record: AuditRecord, now: number): Promise<'evicted' | 'already'>;
+  /**
+   * Whether no committed item references this object any more (strongly consistent): after an eviction, the object
+   * may be deleted only then, since other sources' items may share the bytes (decision 0007).
+   */
+  objectUnreferenced(object: { key: string; sha256: string }): Promise<boolean>;
   /** The messages of a source that failed on their own, set aside or still being retried (strongly consistent). */
   messageFailures(sourceId: string): Promise<MessageFailure[]>;
   /** Writes one message's failure record (attempts, reason, set aside or not) while `lease` is ours. */

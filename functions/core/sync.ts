@@ -584,14 +584,20 @@ class SourceRun {
   private async commit(record: MessageRecord): Promise<void> {
     this.checkLease();
     const result = await this.deps.index.commitMessage(this.lease, record);
-    if (result === 'committed') {
-      this.report.fetched++;
-      this.report.fetchedBytes += record.object.size;
-      if (this.inbox)
-        this.inbox = { messages: this.inbox.messages + 1, bytes: this.inbox.bytes + record.object.size };
-      this.options.onStep?.('committed');
-    } else {
+    if (result === 'exists') {
       this.report.skipped++;
+      return;
+    }
+    this.report.fetched++;
+    this.report.fetchedBytes += record.object.size;
+    if (this.inbox)
+      this.inbox = { messages: this.inbox.messages + 1, bytes: this.inbox.bytes + record.object.size };
+    this.options.onStep?.('committed');
+    if (result === 'shared') {
+      // The item points at the bytes another committed item registered: the copy just written is a duplicate. Only
+      // after the fenced commit, as in matchExisting: a crash before this leaves an orphan, never a missing object.
+      await this.deps.store.delete(record.object.key);
+      this.options.onStep?.('duplicate-deleted');
     }
   }
 

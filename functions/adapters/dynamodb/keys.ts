@@ -18,6 +18,14 @@ export const keys = {
   /** A message that failed on its own, with its attempts: set aside after a few. */
   failureSk: (identity: string) => `FAIL#${identity}`,
   failurePrefix: 'FAIL#',
+  /**
+   * The content registry (decision 0007): one item per exact sha256 of stored bytes, shared by every source, holding
+   * the object key, the committed references to it and the merged inbox entry.
+   */
+  registryPk: (sha256: string) => `CONTENT#${sha256}`,
+  registrySk: 'COPY',
+  /** One place a registered message came through; source ids are slugs, so the first `#` ends the source. */
+  via: (sourceId: string, identity: string) => `${sourceId}#${identity}`,
   inboxPk: 'INBOX',
   /** Newest first by date, then stable. */
   inboxSk: (sortDate: string, sourceId: string, identity: string) => `${sortDate}#${sourceId}#${identity}`,

@@ -24,7 +24,7 @@ import type {
 } from '../../core/model';
 import { identityKey } from '../../core/model';
 import type { InboxUsage, StoredCopy } from '../../core/policies';
-import type { Lease, MessageIndex } from '../../core/ports';
+import type { CommitOutcome, Lease, MessageIndex } from '../../core/ports';
 import { keys } from './keys';
 import { TABLE } from './table';
 import { GroupCommitter, KeyedSerialQueue } from './write-queue';
@@ -39,10 +39,15 @@ const TRANSACT_MAX = 100;
 const BATCH_GET_PARALLEL = 4;
 const BATCH_GET_RETRIES = 8;
 /**
- * Messages of one source committed in one transaction: two items each, plus the counters and the lease check, well
- * under 100 items; with metadata capped at 64 KB a message, well under the 4 MB a transaction may carry.
+ * Messages of one source committed in one transaction: three items each, plus the counters and the lease check, well
+ * under 100 items; with metadata capped at 64 KB and written at most twice a message (its item, a new registry
+ * entry), under the 4 MB a transaction may carry.
  */
 const COMMIT_GROUP_MAX = 25;
+/** Transaction items of one message: its item, its content-hash entry, its content registry reference. */
+const MESSAGE_ITEMS = 3;
+/** A registry that changed between its read and the commit (another source at work on the same bytes) is read again this often. */
+const REGISTRY_RETRIES = 10;
 /** A transaction cancelled by a conflict with another one on the same item is tried again this often. */
 const CONFLICT_RETRIES = 6;
 
@@ -50,6 +55,9 @@ interface PendingCommit {
   lease: Lease;
   record: MessageRecord;
 }
+
+/** The content registry was not as read when a transaction changing it ran: read it again and retry. */
+class RegistryChanged extends Error {}
 
 /** A write cancelled only because another transaction held one of its items (and nothing else failed). */
 function isConflict(err: unknown): boolean {
@@ -92,7 +100,7 @@ export interface SourceSummary {
 export class DynamoMessageIndex implements MessageIndex {
   /** Every fenced write of a source, one at a time (they all touch its lease item). */
   private readonly queue = new KeyedSerialQueue();
-  private readonly commits = new GroupCommitter<PendingCommit, 'committed' | 'exists'>(
+  private readonly commits = new GroupCommitter<PendingCommit, CommitOutcome>(
     this.queue,
     COMMIT_GROUP_MAX,
     (entries) => this.commitGroup(entries),
@@ -258,17 +266,18 @@ export class DynamoMessageIndex implements MessageIndex {
    * Messages of one source that are committed while another commit of that source is in flight wait for it and
    * then commit together, in one transaction (see commitGroup); the caller sees its own message's outcome.
    */
-  commitMessage(lease: Lease, record: MessageRecord): Promise<'committed' | 'exists'> {
+  commitMessage(lease: Lease, record: MessageRecord): Promise<CommitOutcome> {
     return this.commits.add(lease.sourceId, { lease, record });
   }
 
   /**
    * One transaction for up to COMMIT_GROUP_MAX messages of one lease: each message's item (conditional on its
-   * identity being new) and content-hash entry, the counters raised by their sum, the lease check. A message
-   * found already committed drops out and the rest are tried again, so the counters count each message once.
+   * identity being new), content-hash entry and content registry reference, the counters raised by their sum, the
+   * lease check. A message found already committed drops out and the rest are tried again, so the counters count
+   * each message once.
    */
-  private async commitGroup(entries: PendingCommit[]): Promise<Array<'committed' | 'exists' | Error>> {
-    const outcomes = new Array<'committed' | 'exists' | Error>(entries.length);
+  private async commitGroup(entries: PendingCommit[]): Promise<Array<CommitOutcome | Error>> {
+    const outcomes = new Array<CommitOutcome | Error>(entries.length);
     // Entries of one source under different leases (a stale holder and its successor in the same process) are
     // never mixed: each lease's entries go in transactions of their own, each checking its own fence.
     const byLease = new Map<string, number[]>();
@@ -282,17 +291,35 @@ export class DynamoMessageIndex implements MessageIndex {
     return outcomes;
   }
 
-  /** One lease's entries of a group (`live`, indexes into `entries`), committed together; fills `outcomes`. */
+  /**
+   * One lease's entries of a group (`live`, indexes into `entries`), committed together; fills `outcomes`. Each
+   * round commits at most one message per content (DynamoDB refuses two operations on one item in a transaction, and
+   * the second twin must see the first's registration); a registry found changed at commit time (another source
+   * registered or released the same bytes meanwhile) is read again and its message tried in the other branch.
+   */
   private async commitLeaseGroup(
     entries: PendingCommit[],
     live: number[],
-    outcomes: Array<'committed' | 'exists' | Error>,
+    outcomes: Array<CommitOutcome | Error>,
   ): Promise<void> {
     const lease = entries[live[0]!]!.lease;
-    for (let conflicts = 0; live.length > 0;) {
-      const records = live.map((i) => entries[i]!.record);
+    for (let conflicts = 0, refusals = 0; live.length > 0;) {
+      const round: number[] = [];
+      const contents = new Set<string>();
+      for (const i of live) {
+        const sha256 = entries[i]!.record.object.sha256;
+        if (contents.has(sha256)) continue;
+        contents.add(sha256);
+        round.push(i);
+      }
+      const registries = await this.registries([...contents]);
+      const plans = round.map((i) => {
+        const record = entries[i]!.record;
+        return this.messageItems(record, registries.get(record.object.sha256));
+      });
+      const records = round.map((i) => entries[i]!.record);
       const items: TransactItems = [
-        ...records.flatMap((r) => this.messageItems(r)),
+        ...plans.flatMap((p) => p.items),
         {
           Update: {
             TableName: this.tableName,
@@ -308,8 +335,9 @@ export class DynamoMessageIndex implements MessageIndex {
       ];
       try {
         await this.db.send(new TransactWriteCommand({ TransactItems: items }));
-        for (const i of live) outcomes[i] = 'committed';
-        return;
+        round.forEach((i, k) => (outcomes[i] = plans[k]!.outcome));
+        live = live.filter((i) => !round.includes(i));
+        continue;
       } catch (err) {
         const reasons = err instanceof TransactionCanceledException ? (err.CancellationReasons ?? []) : [];
         const failed = (k: number) => reasons[k]?.Code === 'ConditionalCheckFailed';
@@ -317,18 +345,19 @@ export class DynamoMessageIndex implements MessageIndex {
           for (const i of live) outcomes[i] = new LeaseLostError(lease.sourceId);
           return;
         }
-        const exists = live.filter((_, k) => failed(2 * k));
+        const exists = round.filter((_, k) => failed(MESSAGE_ITEMS * k));
         if (exists.length > 0) {
           for (const i of exists) outcomes[i] = 'exists';
           live = live.filter((i) => !exists.includes(i));
           continue;
         }
+        if (round.some((_, k) => failed(MESSAGE_ITEMS * k + 2)) && refusals++ < REGISTRY_RETRIES) continue;
         if (isConflict(err) && conflicts < CONFLICT_RETRIES) {
           await sleep(conflictDelayMs(conflicts++));
           continue;
         }
         const error = new StorageError(
-          `DynamoDB could not commit ${records.length} message(s) of source ${lease.sourceId}: ${(err as Error).message}`,
+          `DynamoDB could not commit ${live.length} message(s) of source ${lease.sourceId}: ${(err as Error).message}`,
           { cause: err },
         );
         for (const i of live) outcomes[i] = error;
@@ -337,39 +366,124 @@ export class DynamoMessageIndex implements MessageIndex {
     }
   }
 
-  /** A message's item (conditional on its identity being new) and its content-hash entry. */
-  private messageItems(record: MessageRecord): TransactItems {
+  /** The content registry items of these sha256s, strongly consistent, by sha256. */
+  private async registries(sha256s: string[]): Promise<Map<string, Item>> {
+    const found = new Map<string, Item>();
+    let pending: Item[] = sha256s.map((sha256) => ({ PK: keys.registryPk(sha256), SK: keys.registrySk }));
+    for (let attempt = 0; pending.length > 0; attempt++) {
+      if (attempt > BATCH_GET_RETRIES) {
+        throw new StorageError(
+          `DynamoDB kept ${pending.length} content registry keys unprocessed: the table is throttled`,
+        );
+      }
+      if (attempt > 0) await sleep(Math.min(1000, 25 * 2 ** attempt));
+      const out = await this.db.send(
+        new BatchGetCommand({
+          RequestItems: { [this.tableName]: { Keys: pending, ConsistentRead: true } },
+        }),
+      );
+      for (const item of out.Responses?.[this.tableName] ?? []) found.set(String(item.sha256), item);
+      pending = out.UnprocessedKeys?.[this.tableName]?.Keys ?? [];
+    }
+    return found;
+  }
+
+  private async registry(sha256: string): Promise<Item | undefined> {
+    const { Item } = await this.db.send(
+      new GetCommand({
+        TableName: this.tableName,
+        Key: { PK: keys.registryPk(sha256), SK: keys.registrySk },
+        ConsistentRead: true,
+      }),
+    );
+    return Item;
+  }
+
+  /**
+   * A message's item (conditional on its identity being new), its content-hash entry, and its reference in the
+   * content registry (decision 0007). Bytes registered with refs > 0: the item points at the registered object
+   * (conditional on the registry still holding that object), 'shared'. Otherwise the message becomes the first
+   * reference with its own object, and the registry carries the merged inbox entry, 'committed'.
+   */
+  private messageItems(
+    record: MessageRecord,
+    registry: Item | undefined,
+  ): { items: TransactItems; outcome: 'committed' | 'shared' } {
     const pk = keys.sourcePk(record.sourceId);
     const inboxSk = keys.inboxSk(record.sortDate, record.sourceId, record.identity);
-    return [
-      {
-        Put: {
-          TableName: this.tableName,
-          Item: {
-            PK: pk,
-            SK: keys.messageSk(record.identity),
-            type: 'message',
-            ...record,
-            metadata: fitMetadata(record.metadata),
-            [TABLE.indexes.inbox.partitionKey]: keys.inboxPk,
-            [TABLE.indexes.inbox.sortKey]: inboxSk,
-            [TABLE.indexes.sourceInbox.partitionKey]: pk,
-            [TABLE.indexes.sourceInbox.sortKey]: inboxSk,
+    const registryKey = { PK: keys.registryPk(record.object.sha256), SK: keys.registrySk };
+    const metadata = fitMetadata(record.metadata);
+    const via = new Set([keys.via(record.sourceId, record.identity)]);
+    const registered = registry && Number(registry.refs) > 0 ? String(registry.objectKey) : undefined;
+    const object = registered === undefined ? record.object : { ...record.object, key: registered };
+    const reference: TransactItems[number] =
+      registered === undefined
+        ? {
+            Put: {
+              TableName: this.tableName,
+              Item: {
+                // What the merged inbox lists: the first reference's fields, under its inbox sort key.
+                ...record,
+                metadata,
+                ...registryKey,
+                type: 'content',
+                sha256: record.object.sha256,
+                objectKey: record.object.key,
+                refs: 1,
+                via,
+                [TABLE.indexes.inbox.partitionKey]: keys.inboxPk,
+                [TABLE.indexes.inbox.sortKey]: inboxSk,
+              },
+              ConditionExpression: 'attribute_not_exists(PK) OR refs <= :zero',
+              ExpressionAttributeValues: { ':zero': 0 },
+            },
+          }
+        : {
+            Update: {
+              TableName: this.tableName,
+              Key: registryKey,
+              UpdateExpression: 'ADD refs :one, via :via',
+              // Still referenced, and by the same object: else it may be released (and deleted) meanwhile.
+              ConditionExpression: 'refs > :zero AND objectKey = :key',
+              ExpressionAttributeValues: { ':one': 1, ':zero': 0, ':via': via, ':key': registered },
+            },
+          };
+    return {
+      // The item's own object is kept when the registry names it already (a retry of the same message).
+      outcome: registered === undefined || registered === record.object.key ? 'committed' : 'shared',
+      items: [
+        {
+          Put: {
+            TableName: this.tableName,
+            Item: {
+              PK: pk,
+              SK: keys.messageSk(record.identity),
+              type: 'message',
+              ...record,
+              object,
+              metadata,
+              // Counted in the registry: an eviction gives its reference back. Items from before have no flag.
+              registered: true,
+              // The merged inbox lists the registry item; the source's own inbox lists this one.
+              [TABLE.indexes.sourceInbox.partitionKey]: pk,
+              [TABLE.indexes.sourceInbox.sortKey]: inboxSk,
+            },
+            ConditionExpression: 'attribute_not_exists(PK)',
           },
-          ConditionExpression: 'attribute_not_exists(PK)',
         },
-      },
-      {
-        Put: {
-          TableName: this.tableName,
-          Item: {
-            PK: pk,
-            SK: keys.contentSk(record.object.contentSha256, record.identity),
-            target: record.identity,
+        {
+          Put: {
+            TableName: this.tableName,
+            Item: {
+              PK: pk,
+              SK: keys.contentSk(record.object.contentSha256, record.identity),
+              target: record.identity,
+            },
           },
         },
-      },
-    ];
+        reference,
+      ],
+    };
   }
 
   async commitAlias(
@@ -614,6 +728,18 @@ export class DynamoMessageIndex implements MessageIndex {
   }
 
   async evict(lease: Lease, record: AuditRecord, now: number): Promise<'evicted' | 'already'> {
+    for (let refusals = 0; ; refusals++) {
+      try {
+        return await this.evictOnce(lease, record, now);
+      } catch (err) {
+        // The registry changed between its read and the tombstone (another source committed or evicted the same
+        // bytes): read it again. The tombstone was not written, the transaction being all-or-nothing.
+        if (!(err instanceof RegistryChanged) || refusals >= REGISTRY_RETRIES) throw err;
+      }
+    }
+  }
+
+  private async evictOnce(lease: Lease, record: AuditRecord, now: number): Promise<'evicted' | 'already'> {
     const pk = keys.sourcePk(lease.sourceId);
     const key = { PK: pk, SK: keys.messageSk(record.target) };
     const { Item: item } = await this.db.send(
@@ -634,8 +760,11 @@ export class DynamoMessageIndex implements MessageIndex {
     for (const entry of await this.findByContent(lease.sourceId, object.contentSha256)) {
       if (entry.target === record.target) entries.add(entry.identity);
     }
+    const release = item.registered
+      ? await this.releaseItem(object.sha256, keys.via(lease.sourceId, record.target))
+      : undefined;
     const { inbox, sourceInbox } = TABLE.indexes;
-    const outcome = await this.transact(lease, [
+    const items: TransactItems = [
       {
         Update: {
           TableName: this.tableName,
@@ -671,9 +800,57 @@ export class DynamoMessageIndex implements MessageIndex {
           ExpressionAttributeValues: { ':minusOne': -1, ':minusSize': -Number(object.size) },
         },
       },
+      ...(release ? [release] : []),
       this.leaseCheck(lease),
-    ]);
-    return outcome === 'exists' ? 'already' : 'evicted';
+    ];
+    try {
+      const outcome = await this.transact(lease, items);
+      return outcome === 'exists' ? 'already' : 'evicted';
+    } catch (err) {
+      const cause = (err as { cause?: unknown }).cause;
+      const reasons = cause instanceof TransactionCanceledException ? (cause.CancellationReasons ?? []) : [];
+      if (release && reasons[items.length - 2]?.Code === 'ConditionalCheckFailed')
+        throw new RegistryChanged();
+      throw err;
+    }
+  }
+
+  /**
+   * Gives a registered item's reference back, conditional on the registry being as read: the last reference deletes
+   * the registry item, and with it the merged inbox entry; otherwise refs go down by one and the item leaves `via`.
+   * Undefined when the registry does not list the item (nothing to give back).
+   */
+  private async releaseItem(sha256: string, via: string): Promise<TransactItems[number] | undefined> {
+    const registry = await this.registry(sha256);
+    const listed = registry?.via instanceof Set && (registry.via as Set<string>).has(via);
+    if (!registry || !listed) return undefined;
+    const refs = Number(registry.refs);
+    const Key = { PK: keys.registryPk(sha256), SK: keys.registrySk };
+    return refs <= 1
+      ? {
+          Delete: {
+            TableName: this.tableName,
+            Key,
+            ConditionExpression: 'refs = :refs',
+            ExpressionAttributeValues: { ':refs': refs },
+          },
+        }
+      : {
+          Update: {
+            TableName: this.tableName,
+            Key,
+            UpdateExpression: 'ADD refs :minusOne DELETE via :via',
+            ConditionExpression: 'refs = :refs',
+            ExpressionAttributeValues: { ':minusOne': -1, ':via': new Set([via]), ':refs': refs },
+          },
+        };
+  }
+
+  async objectUnreferenced(object: { key: string; sha256: string }): Promise<boolean> {
+    const registry = await this.registry(object.sha256);
+    // Registered again since (refs > 0) means under the key of the item that registered it, never a released one:
+    // only an object the registry still names is referenced. Items from before the registry reference their own.
+    return !(registry && Number(registry.refs) > 0 && registry.objectKey === object.key);
   }
 
   async messageFailures(sourceId: string): Promise<MessageFailure[]> {
@@ -907,7 +1084,7 @@ export class DynamoMessageIndex implements MessageIndex {
     const items = out.Items ?? [];
     const last = items[items.length - 1]?.[index.sortKey] as unknown;
     return {
-      items: items.map(toRecord),
+      items: items.map((item) => (options.sourceId ? toRecord(item) : toMergedRecord(item))),
       cursor:
         out.LastEvaluatedKey && typeof last === 'string'
           ? Buffer.from(JSON.stringify({ before: last })).toString('base64url')
@@ -1028,6 +1205,22 @@ function chunks<T>(list: T[], size: number): T[][] {
 function sortKeyOf(item: TransactItems[number] | undefined): string {
   const key = item?.Put?.Item ?? item?.Update?.Key ?? item?.Delete?.Key ?? item?.ConditionCheck?.Key;
   return String(key?.SK);
+}
+
+/**
+ * A merged inbox entry: a content registry item with every place its bytes came through, or a message item
+ * committed before the registry existed (one place). The entry is named after a place that still holds it.
+ */
+function toMergedRecord(item: Item): MessageRecord {
+  const record = toRecord(item);
+  if (item.type !== 'content')
+    return { ...record, via: [{ sourceId: record.sourceId, identity: record.identity }] };
+  const via = [...((item.via as Set<string> | undefined) ?? [])].sort().map((entry) => {
+    const at = entry.indexOf('#');
+    return { sourceId: entry.slice(0, at), identity: entry.slice(at + 1) };
+  });
+  const named = via.some((v) => v.sourceId === record.sourceId && v.identity === record.identity);
+  return { ...record, ...(named || !via[0] ? {} : via[0]), via };
 }
 
 function toRecord(item: Item): MessageRecord {

@@ -139,7 +139,12 @@ describe('a sync killed with SIGKILL at random points', () => {
     `loses and duplicates nothing over ${KILLS} kills of a %s sync (IMAP: past and around its checkpoint saves)`,
     async (protocol) => {
       const user = lab.createUser();
-      for (const m of bulkCorpus(MESSAGES[protocol], 21, { maxBytes: 12_000 })) lab.deliver(user, m.raw);
+      // A corpus of its own per protocol: bytes another source stored already would be committed as shared
+      // copies (decision 0007), and a kill between such a commit and the delete of the duplicate leaves an orphan
+      // the contract allows but this count of orphans of unshared mail does not expect.
+      const corpusSeed = protocol === 'imap' ? 21 : 22;
+      for (const m of bulkCorpus(MESSAGES[protocol], corpusSeed, { maxBytes: 12_000 }))
+        lab.deliver(user, m.raw);
       const source = t.source(user, protocol);
       const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
       const served = [...(await servedByUid(user, sha)).keys()];
