@@ -1,4 +1,4 @@
-// ESLint flat config: typescript-eslint type-checked rules, Prettier last (STYLE.md 15).
+// ESLint flat config: typescript-eslint type-checked rules, Prettier last (docs/contributing.md, before you commit).
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import prettier from 'eslint-config-prettier';

@@ -1,7 +1,7 @@
 // The SDK's Node 20 notice is noise here (the Lambda runtime is nodejs22.x).
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
-/** Jest tiers as projects (STYLE.md 13). The global setup starts Dovecot, DynamoDB Local and s3rver once. */
+/** Jest tiers as projects (docs/architecture.md, tests). The global setup starts Dovecot, Courier, DynamoDB Local and s3rver once. */
 const transform = {
   '^.+\\.ts$': [
     '@swc/jest',

@@ -1,4 +1,4 @@
-// The core knows no transport (STYLE.md 1): no AWS SDK, no mail protocol library, no Lambda types, nothing
+// The core knows no transport (docs/architecture.md, the shape of the code): no AWS SDK, no mail protocol library, no Lambda types, nothing
 // outside functions/core. Shared by eslint.config.mjs and the unit test that proves the rule bites.
 module.exports = {
   files: ['functions/core/**/*.ts'],

@@ -2,7 +2,7 @@ import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { StorageStack } from './storage-stack';
 
-/** Builds the whole app; the only place that reads CDK context on the infra side (STYLE.md 5). */
+/** Builds the whole app; the only place that reads CDK context on the infra side (docs/contributing.md, where code goes). */
 export function buildApp(app: App = new App()): { app: App; storage: StorageStack } {
   const storage = new StorageStack(app, 'TributaryStorage', {
     description: 'Tributary: raw mail (S3) and the inbox index (DynamoDB). Retained on stack deletion.',

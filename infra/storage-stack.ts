@@ -2,7 +2,7 @@ import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
 import { MailStore } from './constructs/mail-store';
 
-/** Stateful resources apart from the stateless service (STYLE.md 9): the service receives the store by reference. */
+/** Stateful resources apart from the stateless service (docs/contributing.md, infrastructure): the service receives the store by reference. */
 export class StorageStack extends Stack {
   readonly store: MailStore;
 

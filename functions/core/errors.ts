@@ -1,5 +1,5 @@
 /**
- * Named errors with a stable `code`, a `retryable` flag and a message a person can act on (STYLE.md 8).
+ * Named errors with a stable `code`, a `retryable` flag and a message a person can act on (docs/architecture.md, errors).
  * Mapping to HTTP or exit codes happens at the edges only.
  */
 export type ErrorCode =

@@ -1,4 +1,4 @@
-/** The domain model (DESIGN.md section 2): sources, upstream identities, stored messages, sync state. */
+/** The domain model (docs/architecture.md, the model): sources, upstream identities, stored messages, sync state. */
 
 export type Protocol = 'imap' | 'pop3';
 export type TlsMode = 'implicit' | 'starttls' | 'none';
@@ -7,7 +7,7 @@ export type RetentionPolicy =
   { mode: 'keep' } | { mode: 'delete-on-retrieve' } | { mode: 'delete-after-days'; days: number };
 
 /**
- * Keeps the upstream account under its storage quota (DESIGN.md section 5): above `maxUsagePercent`, the oldest
+ * Keeps the upstream account under its storage quota (docs/architecture.md, policies): above `maxUsagePercent`, the oldest
  * committed messages are deleted upstream until usage is at or under `targetPercent`. IMAP reads usage and limit
  * from GETQUOTAROOT; POP3 has no quota command, so usage is STAT's octets against the declared `capacityBytes`.
  */

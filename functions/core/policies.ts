@@ -1,5 +1,5 @@
 /**
- * The per-source policies (DESIGN.md section 5), decided as a pure function of what the server holds now, what
+ * The per-source policies (docs/architecture.md, policies), decided as a pure function of what the server holds now, what
  * the store holds, the clock and the usage figures. The sync carries the decision out; `tributary plan` prints it.
  * Both call this same function, so the dry run says what the next sync does.
  */
@@ -23,7 +23,7 @@ export interface StoredCopy {
 
 /** One message the server holds now, in the scope of the source (POP3 maildrop, or the configured IMAP folders). */
 export interface UpstreamMessage {
-  /** Its identity key (DESIGN.md section 2). */
+  /** Its identity key (identityKey in model.ts). */
   identity: string;
   /** IMAP folder and UID; POP3 message number (this session only). */
   folder?: string;

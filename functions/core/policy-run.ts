@@ -1,5 +1,5 @@
 /**
- * Carrying out the policies (DESIGN.md section 5) at the end of a run, in the durable order of section 4:
+ * Carrying out the policies (docs/architecture.md, policies) at the end of a run, in the durable order of decision 0004:
  * verify the stored copy -> write the audit intent -> act -> complete the audit. A run cut anywhere leaves either
  * nothing done or an intent that the next run resolves against what the server then holds.
  */

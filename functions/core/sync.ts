@@ -113,7 +113,7 @@ const PIPELINE_BYTES = 48 * 1024 * 1024;
 class BudgetSpent extends Error {}
 
 /**
- * One source, one run (DESIGN.md section 1): lease, connect, plan, fetch each new message as a stream into S3,
+ * One source, one run (docs/architecture.md, the flow of data): lease, connect, plan, fetch each new message as a stream into S3,
  * commit its item with the counters in one transaction, advance the checkpoint, release. Every step is safe to
  * cut at any point: the next run redoes only what was not committed.
  */

@@ -3,7 +3,7 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 
 /**
- * SDK clients built once and passed in (STYLE.md 6). The only AWS-aware code that knows about local mode:
+ * SDK clients built once and passed in (docs/contributing.md, where code goes). The only AWS-aware code that knows about local mode:
  * with an endpoint override (DynamoDB Local, s3rver) S3 needs path-style addressing and checksums only when
  * required, because s3rver stores aws-chunked framing inside streamed objects otherwise. AWS keeps its defaults.
  */

@@ -1,4 +1,4 @@
-/** Every key of the table is spelled here and nowhere else (STYLE.md 3). */
+/** Every key of the table is spelled here and nowhere else (docs/decisions/0003-one-table.md). */
 export const keys = {
   sourcePk: (sourceId: string) => `SRC#${sourceId}`,
   messageSk: (identity: string) => `MSG#${identity}`,

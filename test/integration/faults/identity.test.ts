@@ -7,7 +7,7 @@ import { TestTributary } from '../../support/tributary';
 import { serverState, sha256 } from '../../support/upstream';
 
 /**
- * Identity anomalies (DESIGN.md section 2): the server changes what names a message. Each ends reconciled: 0 lost,
+ * Identity anomalies (docs/decisions/0004-identity-anomalies-and-policy-order.md): the server changes what names a message. Each ends reconciled: 0 lost,
  * 0 duplicated, 0 wrongly deleted.
  */
 const lab = MailLab.fromEnv();
