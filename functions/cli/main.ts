@@ -26,6 +26,7 @@ Usage:
   tributary audit [--source ID] [--since DATE] [--json]
   tributary sources list [--json]
   tributary sources test ID [--json]
+  tributary sources retry ID [--message IDENTITY]   try set-aside messages again at the next sync
   tributary inbox [--source ID] [--limit N] [--cursor C] [--json]
   tributary export --format maildir|mbox --out DIR [--source ID]
       maildir: DIR/<id>/cur, one file per stored message, byte for byte; files already there are kept
@@ -153,6 +154,7 @@ async function runCommand(argv: string[], io: Io, stop: AbortSignal | undefined)
         out: { type: 'string' },
         'budget-seconds': { type: 'string' },
         since: { type: 'string' },
+        message: { type: 'string' },
         wait: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -200,7 +202,15 @@ async function runCommand(argv: string[], io: Io, stop: AbortSignal | undefined)
           const [source] = pickSources(config, arg);
           return await testSource(config, source!, values.json, io);
         }
-        throw new UsageError(`unknown "sources ${sub ?? ''}": use "sources list" or "sources test ID"`);
+        if (sub === 'retry') {
+          if (!arg) throw new UsageError('sources retry needs a source id');
+          const [source] = pickSources(config, arg);
+          await needsRuntime();
+          return await retrySetAside(runtime!, source!, values.message, io);
+        }
+        throw new UsageError(
+          `unknown "sources ${sub ?? ''}": use "sources list", "sources test ID" or "sources retry ID"`,
+        );
       case 'plan':
         await needsRuntime();
         return await showPlan(runtime!, pickSources(config, values.source), values.json, io);
@@ -380,13 +390,16 @@ export function formatReport(r: SourceRunReport & { lease?: LeaseView; interrupt
         r.outcome === 'more'
           ? r.interrupted
             ? ` (stopped by ${r.interrupted} at a safe point: checkpointed, lease released; run sync again to go on)`
-            : ' (more to do: time budget spent, run sync again)'
+            : r.notes.some((n) => n.includes('set aside after'))
+              ? ' (a message was set aside; run sync again to go on with the rest)'
+              : ' (more to do: time budget spent, run sync again)'
           : r.outcome === 'paused'
             ? ' (paused by the inbox quota)'
             : '';
       const actions = [
         r.deletedUpstream ? `${r.deletedUpstream} deleted upstream` : '',
         r.evicted ? `${r.evicted} evicted from the inbox` : '',
+        r.setAside ? `${r.setAside} set aside (see "sources list")` : '',
         r.upstreamUsage
           ? `upstream ${percentOf(r.upstreamUsage.usedBytes, r.upstreamUsage.limitBytes)} -> ${percentOf(r.upstreamUsage.afterBytes, r.upstreamUsage.limitBytes)}`
           : '',
@@ -425,6 +438,15 @@ async function listSources(
       inbox: { messages: summary.messages, bytes: summary.bytes },
       upstreamUsage: summary.lastRun?.upstreamUsage ?? null,
       pendingActions: (await runtime.index.pendingActions(s.id)).length,
+      setAside: (await runtime.index.messageFailures(s.id))
+        .filter((f) => f.setAside || f.retry)
+        .map((f) => ({
+          identity: f.identity,
+          attempts: f.attempts,
+          retry: f.retry ?? false,
+          error: f.error,
+          lastAt: f.lastAt,
+        })),
       lastRun: summary.lastRun,
       consecutiveFailures: summary.consecutiveFailures,
     });
@@ -453,9 +475,39 @@ async function listSources(
         `  inbox: ${r.inbox.messages} messages, ${mb(r.inbox.bytes)}${r.inboxQuota ? ` (limit: ${[r.inboxQuota.maxMessages !== undefined ? `${r.inboxQuota.maxMessages} messages` : '', r.inboxQuota.maxBytes !== undefined ? mb(r.inboxQuota.maxBytes) : ''].filter(Boolean).join(', ')})` : ''}\n` +
         `  upstream usage: ${r.upstreamUsage ? `${mb(r.upstreamUsage.afterBytes)} of ${mb(r.upstreamUsage.limitBytes)} (${percentOf(r.upstreamUsage.afterBytes, r.upstreamUsage.limitBytes)}) after the last run` : r.upstreamQuota ? 'not measured yet' : 'not tracked (no upstream quota policy)'}\n` +
         (r.pendingActions ? `  interrupted actions to resolve at the next sync: ${r.pendingActions}\n` : '') +
+        (r.setAside.length
+          ? `  set aside (kept upstream, not fetched; "tributary sources retry ${r.id}" tries again):\n` +
+            r.setAside
+              .map(
+                (f) =>
+                  `    ${f.identity}: ${f.retry ? 'to be retried at the next sync' : `${f.attempts} failed attempts, the last ${f.lastAt}`} [${f.error.code}] ${f.error.message}\n`,
+              )
+              .join('')
+          : '') +
         `  last run: ${last}\n`,
     );
   }
+  return 0;
+}
+
+/** Asks the next sync to try set-aside messages of a source again (all, or one by its identity). */
+async function retrySetAside(
+  runtime: Runtime,
+  source: Source,
+  identity: string | undefined,
+  io: Io,
+): Promise<number> {
+  const marked = await runtime.index.retryMessages(
+    source.id,
+    identity === undefined ? undefined : [identity],
+  );
+  if (identity !== undefined && marked === 0) {
+    io.err(`${source.id}: no set-aside message ${identity} (see "tributary sources list")\n`);
+    return 1;
+  }
+  io.out(
+    `${source.id}: ${marked} set-aside message${marked === 1 ? '' : 's'} will be tried again at the next sync\n`,
+  );
   return 0;
 }
 

@@ -7,6 +7,7 @@ import { bulkCorpus, standardCorpus } from '../../support/corpus';
 import { MailLab, type TestUser } from '../../support/mail-lab';
 import { freePort } from '../../../functions/local/processes';
 import { TestTributary } from '../../support/tributary';
+import { startFakePop3 } from '../../unit/pop3/fake-pop3-server';
 
 const lab = MailLab.fromEnv();
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'trib-cli-'));
@@ -477,5 +478,65 @@ describe('the tributary CLI', () => {
     const res = await cli(['sync', '--config', file]);
     expect(res.code).toBe(2);
     expect(res.err).toMatch(/sources\[0\] \(id "x"\)\.tls: "none" sends the password in clear/);
+  });
+});
+
+describe('tributary sources list and retry: messages set aside', () => {
+  it('lists a set-aside message with its reason and retries it on demand', async () => {
+    const mail = (tag: string) =>
+      Buffer.from(
+        `From: a@example.test\r\nSubject: ${tag}\r\nMessage-ID: <${tag}-${uniq()}@x>\r\n\r\nbody\r\n`,
+      );
+    // LIST announces message 2 at a third of what RETR serves: never the message announced.
+    const fake = await startFakePop3({
+      messages: [mail('one'), mail('two'), mail('three')],
+      mode: 'bulk',
+      announcedSize: (n, actual) => (n === 2 ? Math.floor(actual / 3) : actual),
+    });
+    try {
+      const id = `aside-${uniq()}`;
+      process.env.PW_ASIDE = 'secret';
+      const config = writeConfig([
+        {
+          id,
+          protocol: 'pop3',
+          host: '127.0.0.1',
+          port: fake.port,
+          tls: 'none',
+          user: 'u',
+          secret: { env: 'PW_ASIDE' },
+        },
+      ]);
+      for (let i = 0; i < 3; i++) await cli(['sync', '--config', config]);
+      const after = await cli(['sync', '--config', config]);
+      expect(after.out).toMatch(/1 set aside/);
+
+      const list = await cli(['sources', 'list', '--config', config]);
+      expect(list.out).toMatch(/set aside \(kept upstream, not fetched/);
+      expect(list.out).toMatch(/pop3#uid-2: 3 failed attempts, the last .* \[PROTOCOL_ERROR\]/);
+      const json = JSON.parse((await cli(['sources', 'list', '--json', '--config', config])).out) as {
+        sources: Array<{ setAside: Array<{ identity: string; attempts: number }> }>;
+      };
+      expect(json.sources[0]!.setAside).toEqual([
+        expect.objectContaining({ identity: 'pop3#uid-2', attempts: 3 }),
+      ]);
+
+      expect((await cli(['sources', 'retry', id, '--message', 'pop3#uid-9', '--config', config])).code).toBe(
+        1,
+      );
+      const retry = await cli(['sources', 'retry', id, '--config', config]);
+      expect(retry).toMatchObject({
+        code: 0,
+        out: `${id}: 1 set-aside message will be tried again at the next sync\n`,
+      });
+      expect((await cli(['sources', 'list', '--config', config])).out).toMatch(
+        /to be retried at the next sync/,
+      );
+      const retrsBefore = fake.received.filter((c) => c === 'RETR 2').length;
+      await cli(['sync', '--config', config]);
+      expect(fake.received.filter((c) => c === 'RETR 2').length).toBe(retrsBefore + 1);
+    } finally {
+      await fake.close();
+    }
   });
 });

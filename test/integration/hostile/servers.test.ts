@@ -194,14 +194,14 @@ const pop3: Scenario[] = [
   },
   {
     protocol: 'pop3',
-    name: 'RETR goes on 100 KB past the LIST size (stored as served, kept upstream)',
+    name: 'RETR goes on 100 KB past the LIST size (refused: not the announced message)',
     fake: () =>
       pop3Fake({
         messages: [small],
         override: (c) => (c === 'RETR 1' ? ['+OK\r\n', small, lines(100 * 1024), '.\r\n'] : undefined),
       }),
-    // Within what servers get wrong, so stored as served; not what LIST announced, so never deleted upstream.
-    expected: { ok: [Buffer.concat([small, lines(100 * 1024)])], deleted: 0 },
+    // POP3 LIST sizes are exact (RFC 1939): a body 100 KB longer is not the message announced (decision 0008).
+    expected: { failed: ['PROTOCOL_ERROR'] },
     endedBy: 'deadline',
   },
   {
@@ -433,16 +433,9 @@ describe('a sync against a hostile IMAP server', () => scenarios(imap));
  * Sizes are not exact everywhere (servers that count LF line ends, Exchange's estimates), so a body within the
  * tolerance of its announced size is stored: what the server served, byte for byte.
  */
+// POP3 has no such tolerance: its LIST sizes are exact, and a body 1 KB off is refused (the size-rule tests in
+// test/unit/pop3/session-fake-server.test.ts).
 describe.each([
-  {
-    protocol: 'pop3' as const,
-    served: Buffer.concat([small, lines(1024)]),
-    fake: () =>
-      pop3Fake({
-        messages: [small],
-        override: (c) => (c === 'RETR 1' ? ['+OK\r\n', small, lines(1024), '.\r\n'] : undefined),
-      }),
-  },
   {
     protocol: 'imap' as const,
     served: small,
