@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { describeError, TributaryError } from '../core/errors';
 import type { MessageRecord, Source, SourceRunReport } from '../core/model';
 import type { Bytes } from '../core/ports';
-import { defaultHolder, syncSource, type SyncOptions, type SyncProgress } from '../core/sync';
+import { defaultHolder, rawObjectKey, syncSource, type SyncOptions, type SyncProgress } from '../core/sync';
 import { planSource, type SourcePlan } from '../core/plan';
 import type { AuditRecord } from '../core/model';
 import { loadConfig, type Config } from '../shared/config';
@@ -660,11 +660,13 @@ async function readAll(body: Bytes): Promise<Buffer> {
  */
 export function maildirName(
   sourceId: string,
-  m: Pick<MessageRecord, 'fetchedAt' | 'object' | 'seen'>,
+  m: Pick<MessageRecord, 'fetchedAt' | 'identity' | 'seen'>,
 ): string {
   const time = Math.floor(Date.parse(m.fetchedAt) / 1000);
+  // Named by the upstream identity, not by the object: identical messages share one object (decision 0007) but
+  // are files of their own.
   const key = path
-    .basename(m.object.key)
+    .basename(rawObjectKey(sourceId, m.identity))
     .replace(/\.eml$/, '')
     .replace(/[^A-Za-z0-9_-]/g, '_');
   return `${time}.${sourceId}_${key}.tributary:2,${m.seen ? 'S' : ''}`;

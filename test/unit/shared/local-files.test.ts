@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ConfiguredCredentials } from '../../../functions/adapters/secrets/credentials';
 import { maildirName, mboxEntry } from '../../../functions/cli/main';
+import { rawObjectKey } from '../../../functions/core/sync';
 import type { Source } from '../../../functions/core/model';
 import { childEnv } from '../../../functions/local/emulators';
 
@@ -72,12 +73,13 @@ describe('export', () => {
     metadata: { from: { address: 'ann@example.com' } },
   };
 
-  it('names twins apart: same bytes, same second, different stored objects', () => {
-    const a = { fetchedAt: record.fetchedAt, seen: false, object: { key: `raw/work/${'a'.repeat(40)}.eml` } };
-    const b = { ...a, object: { key: `raw/work/${'b'.repeat(40)}.eml` } };
-    const [na, nb] = [maildirName('work', a as never), maildirName('work', b as never)];
+  it('names twins apart: same bytes (one shared object), same second, different upstream identities', () => {
+    const a = { fetchedAt: record.fetchedAt, seen: false, identity: 'imap#INBOX#7#0000000001' };
+    const b = { ...a, identity: 'imap#INBOX#7#0000000002' };
+    const [na, nb] = [maildirName('work', a), maildirName('work', b)];
     expect(na).not.toBe(nb);
-    expect(na).toBe(`1793613600.work_${'a'.repeat(40)}.tributary:2,`);
+    const hash = path.basename(rawObjectKey('work', a.identity), '.eml');
+    expect(na).toBe(`1793613600.work_${hash}.tributary:2,`);
   });
 
   it.each([
