@@ -4,7 +4,7 @@
  * docs/reliability.md from the `[reliability]` lines the tests print. The `npm test` slices of the same files run
  * in CI with smaller counts.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,6 +13,8 @@ const root = path.resolve(__dirname, '..');
 const files = [
   'test/integration/sync/kill.test.ts',
   'test/integration/sync/policy-kill.test.ts',
+  'test/integration/sync/delete-proof.test.ts',
+  'test/integration/sync/courier.test.ts',
   'test/integration/faults',
   'test/integration/hostile',
 ];
@@ -63,22 +65,41 @@ async function main(): Promise<void> {
     'policy-kill': 'Kills at each step of the policies’ durable order',
     network: 'Network: cut, reset, stall, trickle, split',
     race: 'Races: 4 syncs of one source started together',
+    'race-processes': 'Races across processes: short leases taken over from frozen holders',
+    storage: 'Storage faults at the SDK boundary: 500s, throttling, ambiguous writes',
+    delete: 'The proof before a delete: servers that reuse identities',
+    courier: 'A second real server: Courier IMAP and POP3',
     identity: 'Identity anomalies',
     hostile: 'Hostile servers (scripted fakes)',
     mime: 'MIME bombs',
   };
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+  const commit = (() => {
+    try {
+      const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
+        cwd: root,
+        encoding: 'utf8',
+      }).trim();
+      const dirty = execFileSync('git', ['status', '--porcelain', '--', 'functions'], {
+        cwd: root,
+        encoding: 'utf8',
+      });
+      return dirty.trim() ? `${head} (with uncommitted changes under functions/)` : head;
+    } catch {
+      return 'unknown';
+    }
+  })();
   const doc = [
     '# Reliability',
     '',
     'What the fault and hostile-input suite proves, with the figures of the last `npm run torture`',
-    `(${started.toISOString().slice(0, 10)}, ${minutes} min, exit ${code}). Every count of lost, duplicated and`,
-    'wrongly deleted messages must be 0; a test fails otherwise. `npm test` runs the same files with smaller',
-    'counts in CI (30 + 30 kills of `keep` syncs, 60 under the deleting policies (30 each), 9 at the policy steps, 100 faulty',
-    'connections, 100 race rounds).',
+    `(${started.toISOString().slice(0, 10)}, commit ${commit}, ${minutes} min, exit ${code}). Every count of lost,`,
+    'duplicated and wrongly deleted messages must be 0; a test fails otherwise. `npm test` runs the same files with',
+    'smaller counts in CI (30 + 30 kills of `keep` syncs, 60 under the deleting policies (30 each), 15 at the policy',
+    'steps, 100 faulty connections, 100 race rounds, 20 s of racing processes, 16 syncs per source under storage faults).',
     '',
     `Machine: ${os.cpus().length} x ${cpu}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GB, Node ${process.version},`,
-    `${os.type()} ${os.release()}. Upstream: Dovecot (private instance on 127.0.0.1); store: DynamoDB Local + s3rver.`,
+    `${os.type()} ${os.release()}. Upstream: Dovecot and Courier (private instances on 127.0.0.1); store: DynamoDB Local + s3rver.`,
     '',
     'Definitions (test/support/reconciler.ts): messages are a multiset of sha256 of the bytes the server serves.',
     '**lost**: left the server without a stored copy; **duplicated**: stored copies beyond the copies that existed;',

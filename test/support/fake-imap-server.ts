@@ -2,7 +2,7 @@ import net from 'node:net';
 
 /**
  * A scripted IMAP server on 127.0.0.1 (plain TCP) for the faults Dovecot will not make on demand: sizes that lie,
- * literals longer than announced, endless answers, garbage, silence (STYLE.md 14). It speaks just enough IMAP4rev1
+ * literals longer than announced, endless answers, garbage, silence (docs/contributing.md, tests). It speaks just enough IMAP4rev1
  * for what Tributary sends: CAPABILITY, LOGIN, ENABLE, LIST, EXAMINE/SELECT, STATUS, UID FETCH (UID, RFC822.SIZE,
  * INTERNALDATE, BODY.PEEK[] whole or partial, BODY.PEEK[HEADER]), UID SEARCH UID, UID STORE, UID EXPUNGE, NOOP,
  * LOGOUT. Not a stand-in for Dovecot.

@@ -401,6 +401,10 @@ class ImapFlowSession implements ImapSession {
   private failed = false;
   /** The UIDVALIDITY of each opened folder view, also when only STATUS told it (imapflow keeps only EXAMINE's). */
   private readonly validities = new WeakMap<object, string>();
+  /** Courier-IMAP (its greeting says so): a folder is SELECTed once per session before EXAMINE (selectOnce). */
+  private readonly courier: boolean;
+  /** Folders this session has SELECTed once already (Courier only). */
+  private readonly selectedOnce = new Set<string>();
 
   constructor(
     private readonly client: ImapFlow,
@@ -411,6 +415,8 @@ class ImapFlowSession implements ImapSession {
   ) {
     this.capabilities = new Set([...client.capabilities.keys()].map((c) => c.toUpperCase()));
     this.tls = tlsInfoOf(client);
+    // Courier has no ID (imapflow's serverInfo stays null); its greeting text is "Courier-IMAP ready. ...".
+    this.courier = /\bCourier-IMAP\b/i.test(client.greeting ?? '');
   }
 
   /** An operation under a budget of received bytes (ConnectionWatch.guarded); a failure marks the session. */
@@ -440,6 +446,7 @@ class ImapFlowSession implements ImapSession {
   }
 
   private async openFolderNow(folder: string): Promise<FolderStatus> {
+    if (this.courier) await this.selectOnce(folder);
     let box: Awaited<ReturnType<ImapFlow['mailboxOpen']>>;
     try {
       box = await this.client.mailboxOpen(folder, { readOnly: true });
@@ -475,6 +482,29 @@ class ImapFlowSession implements ImapSession {
     // Nor in STATUS: the highest UID + 1 stands in. It is never above the real UIDNEXT, so "everything below it
     // is listed" stays true; it goes down when the newest messages are expunged (the planner knows, see uidNextDerived).
     return { ...base, uidNext: (await this.highestUid(exists)) + 1, uidNextDerived: true };
+  }
+
+  /**
+   * Courier only: SELECT the folder once per session, then EXAMINE it as on every other server. Courier keeps a
+   * folder's UID list (`courierimapuiddb`) only once a session that may write has opened it; a folder only ever
+   * EXAMINEd (or read with STATUS) is numbered afresh in each session with a new UIDVALIDITY, so every run of a
+   * `keep` source saw "UIDVALIDITY changed" and downloaded the whole folder again to match it by content. One
+   * SELECT makes Courier save the list, and the UIDVALIDITY then stays (docs/servers.md). The SELECT changes no
+   * message: Courier clears only \Recent, which belongs to one session anyway; no flag is stored, nothing is
+   * expunged (the EXAMINE that follows closes the folder without expunging, RFC 3501 6.3.1, never CLOSE), and
+   * bodies are still read with BODY.PEEK. Measured in test/integration/sync/courier.test.ts. Other servers
+   * (Dovecot) keep their UIDs without it and are only ever EXAMINEd. A refused SELECT (an ACL that allows only
+   * reading, say) is no error: the EXAMINE goes on as before, and says so if the folder is missing.
+   */
+  private async selectOnce(folder: string): Promise<void> {
+    const key = folder.toUpperCase() === 'INBOX' ? 'INBOX' : folder;
+    if (this.selectedOnce.has(key)) return;
+    this.selectedOnce.add(key);
+    try {
+      await this.client.mailboxOpen(folder, { readOnly: false });
+    } catch (err) {
+      if (!this.client.usable) throw imapError(this.source, err, `SELECT ${folder}`);
+    }
   }
 
   /** STATUS of a folder; undefined when the server refused it (imapflow answers false then). */

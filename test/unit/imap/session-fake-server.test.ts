@@ -259,3 +259,38 @@ describe('headerBlocks against the fake', () => {
     expect(blocks).toEqual(new Map([[1, Buffer.from('Subject: Grüße\r\nFrom: jörg@exämple.test\r\n\r\n')]]));
   });
 });
+
+describe('Courier-IMAP keeps UIDs only for a folder once SELECTed: it gets one SELECT per session, others EXAMINE only', () => {
+  const courierGreeting =
+    '* OK [CAPABILITY IMAP4rev1 UIDPLUS CHILDREN NAMESPACE QUOTA IDLE] Courier-IMAP ready. Copyright 1998-2018 Double Precision, Inc.  See COPYING for distribution information.\r\n';
+  const dovecotGreeting = '* OK [CAPABILITY IMAP4rev1 UIDPLUS IDLE] Dovecot (Debian) ready.\r\n';
+  const opens = (f: FakeImapServer) => commands(f).filter((c) => /^(SELECT|EXAMINE)\b/.test(c));
+
+  it('a server greeting as Courier-IMAP gets SELECT once, then EXAMINE at every open, and reads as before', async () => {
+    const { fake, session } = await start({ greeting: [courierGreeting] });
+    const status = await session.openFolder('INBOX');
+    expect(status).toMatchObject({ uidValidity: '4242', exists: 3, uidNext: 4 });
+    expect((await session.listUids(1)).map((m) => m.uid)).toEqual([1, 2, 3]);
+    await session.openFolder('INBOX');
+    expect(opens(fake)).toEqual(['SELECT INBOX', 'EXAMINE INBOX', 'EXAMINE INBOX']);
+    // Reads are never done in the SELECTed state: the UID FETCH comes after the EXAMINE.
+    const all = commands(fake);
+    expect(all.findIndex((c) => c.startsWith('UID FETCH'))).toBeGreaterThan(all.indexOf('EXAMINE INBOX'));
+  });
+
+  it('a Dovecot server gets EXAMINE only, never SELECT', async () => {
+    const { fake, session } = await start({ greeting: [dovecotGreeting] });
+    await session.openFolder('INBOX');
+    await session.openFolder('INBOX');
+    expect(opens(fake)).toEqual(['EXAMINE INBOX', 'EXAMINE INBOX']);
+  });
+
+  it('a SELECT that Courier refuses is no error: the EXAMINE goes on', async () => {
+    const { fake, session } = await start({
+      greeting: [courierGreeting],
+      override: (c) => (c.verb === 'SELECT' ? [`${c.tag} NO read-only folder\r\n`] : undefined),
+    });
+    expect(await session.openFolder('INBOX')).toMatchObject({ uidValidity: '4242', exists: 3 });
+    expect(opens(fake)).toEqual(['SELECT INBOX', 'EXAMINE INBOX']);
+  });
+});
