@@ -2,8 +2,8 @@ import net from 'node:net';
 import tls from 'node:tls';
 import fs from 'node:fs';
 import { addCourierUser, deliverToCourier, type CourierInfo, type CourierUser } from './courier';
+import type { UpstreamReader } from './reconciler';
 import { sha256 } from './upstream';
-import type { TestTributary } from './tributary';
 
 /** Where to reach one listener of a server. `none` logs in in clear: loopback only. */
 export interface Endpoint {
@@ -358,99 +358,18 @@ export async function pop3Snapshot(
   }
 }
 
-export interface Reconciliation {
-  /** Copies that left the server without a stored copy. */
-  lost: number;
-  /** Stored copies beyond the copies that ever existed upstream. */
-  duplicated: number;
-  /** Copies deleted upstream without both a stored copy and a completed audit record. */
-  wronglyDeleted: number;
-  /** Stored objects whose bytes do not match their record. */
-  corrupt: number;
-  /** Copies still upstream and not stored. */
-  unfetched: number;
-  /** Stored copies of bytes that were never upstream (a notice the server made up, say); counted in duplicated. */
-  foreign: number;
-  expected: number;
-  upstream: number;
-  stored: number;
-}
-
-function count(list: string[]): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const x of list) out.set(x, (out.get(x) ?? 0) + 1);
-  return out;
-}
-
 /**
- * The Reconciler of test/support/reconciler.ts for Courier: what was upstream at the start against what the
- * server and the store hold at the end, as multisets of sha256. Upstream is read over the source's protocol
- * (POP3 adds a CRLF to a message that lacks a final one), having asked for UTF8 (IMAP ENABLE UTF8=ACCEPT, POP3
- * UTF8), so a message is its bytes, never a notice Courier generates for a client that did not ask.
+ * What Courier holds, for a Reconciler (`new Reconciler(courierUpstream(lab, user, via))`), read over the
+ * source's protocol (POP3 adds a CRLF to a message that lacks a final one), having asked for UTF8 (IMAP ENABLE
+ * UTF8=ACCEPT, POP3 UTF8), so a message is its bytes, never a notice Courier generates for a client that did not
+ * ask.
  */
-export class CourierReconciler {
-  private readonly expected: string[] = [];
-
-  constructor(
-    private readonly lab: CourierLab,
-    private readonly user: CourierUser,
-    private readonly via: 'imap' | 'pop3',
-  ) {}
-
-  private async upstream(): Promise<string[]> {
+export function courierUpstream(lab: CourierLab, user: CourierUser, via: 'imap' | 'pop3'): UpstreamReader {
+  return async () => {
     const messages =
-      this.via === 'imap'
-        ? (await imapSnapshot(this.lab.endpoint('imap', 'implicit'), this.user, { enableUtf8: true }))
-            .messages
-        : (await pop3Snapshot(this.lab.endpoint('pop3', 'implicit'), this.user, { utf8: true })).messages;
+      via === 'imap'
+        ? (await imapSnapshot(lab.endpoint('imap', 'implicit'), user, { enableUtf8: true })).messages
+        : (await pop3Snapshot(lab.endpoint('pop3', 'implicit'), user, { utf8: true })).messages;
     return messages.map((m) => sha256(m.bytes));
-  }
-
-  async start(): Promise<this> {
-    this.expected.push(...(await this.upstream()));
-    return this;
-  }
-
-  async finish(t: TestTributary, sourceId: string): Promise<Reconciliation> {
-    const upstreamList = await this.upstream();
-    let corrupt = 0;
-    const storedList: string[] = [];
-    for (const m of await t.stored(sourceId)) {
-      const sha = sha256(await t.bytes(m.object.key));
-      if (sha !== m.object.sha256) corrupt++;
-      storedList.push(sha);
-    }
-    const audited: string[] = [];
-    for await (const r of t.index.auditTrail(sourceId)) {
-      if (r.action === 'delete-upstream' && r.state === 'done') audited.push(r.object.sha256);
-    }
-    const expected = count(this.expected);
-    const upstream = count(upstreamList);
-    const stored = count(storedList);
-    const done = count(audited);
-    const result: Reconciliation = {
-      lost: 0,
-      duplicated: 0,
-      wronglyDeleted: 0,
-      corrupt,
-      unfetched: 0,
-      foreign: 0,
-      expected: this.expected.length,
-      upstream: upstreamList.length,
-      stored: storedList.length,
-    };
-    for (const [sha, e] of expected) {
-      const up = upstream.get(sha) ?? 0;
-      const st = stored.get(sha) ?? 0;
-      const gone = Math.max(0, e - up);
-      result.lost += Math.max(0, gone - st);
-      result.wronglyDeleted += Math.max(0, gone - Math.min(st, done.get(sha) ?? 0));
-      result.unfetched += Math.max(0, e - st - gone);
-    }
-    for (const [sha, st] of stored) {
-      result.duplicated += Math.max(0, st - (expected.get(sha) ?? 0));
-      if (!expected.has(sha)) result.foreign += st;
-    }
-    return result;
-  }
+  };
 }

@@ -4,8 +4,8 @@ import { promisify } from 'node:util';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { ChildProcess } from 'node:child_process';
-import { freePorts, startChild, stopChild, waitForPort } from '../../functions/local/processes';
+import { freePorts, stopChild } from '../../functions/local/processes';
+import { makeCertificates, startServerProcess } from './private-server';
 
 const run = promisify(execFile);
 
@@ -187,59 +187,12 @@ export function ensureCourier(): CourierInstall {
   }
 }
 
-/** A CA and a server certificate for localhost/127.0.0.1; EC keys, so it costs tens of milliseconds. */
-async function makeCertificates(tlsDir: string): Promise<void> {
-  fs.mkdirSync(tlsDir, { recursive: true });
+/** The harness certificates (makeCertificates), and the key and the certificate in one file, as couriertls wants. */
+async function makeCourierCertificates(tlsDir: string): Promise<void> {
+  await makeCertificates(tlsDir, { key: 'ec', caName: 'Tributary Courier Test CA' });
   const p = (f: string) => path.join(tlsDir, f);
-  fs.writeFileSync(
-    p('server.ext'),
-    'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n',
-  );
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  const openssl = (...args: string[]) => run('openssl', args);
-  await openssl(
-    'req',
-    '-x509',
-    ...ec,
-    '-keyout',
-    p('ca.key'),
-    '-out',
-    p('ca.pem'),
-    '-days',
-    '3650',
-    '-subj',
-    '/CN=Tributary Courier Test CA',
-    '-addext',
-    'basicConstraints=critical,CA:TRUE',
-    '-addext',
-    'keyUsage=critical,keyCertSign,cRLSign',
-  );
-  await openssl('req', ...ec, '-keyout', p('key.pem'), '-out', p('server.csr'), '-subj', '/CN=localhost');
-  await openssl(
-    'x509',
-    '-req',
-    '-in',
-    p('server.csr'),
-    '-CA',
-    p('ca.pem'),
-    '-CAkey',
-    p('ca.key'),
-    '-CAcreateserial',
-    '-out',
-    p('cert.pem'),
-    '-days',
-    '3650',
-    '-extfile',
-    p('server.ext'),
-  );
-  // couriertls wants the key and the certificate in one file.
-  fs.writeFileSync(
-    p('server.pem'),
-    Buffer.concat([fs.readFileSync(p('key.pem')), fs.readFileSync(p('cert.pem'))]),
-    {
-      mode: 0o600,
-    },
-  );
+  const both = Buffer.concat([fs.readFileSync(p('key.pem')), fs.readFileSync(p('cert.pem'))]);
+  fs.writeFileSync(p('server.pem'), both, { mode: 0o600 });
 }
 
 const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -324,7 +277,7 @@ export async function startCourier(dir: string): Promise<{ info: CourierInfo; st
     fs.copyFileSync(path.join(install.root, f), path.join(dir, 'bin', path.basename(f)));
   // The mount points: the package creates them, a container without systemd-tmpfiles may lack /run/courier.
   for (const p of ['/etc/courier', '/run/courier']) fs.mkdirSync(p, { recursive: true });
-  const certificates = makeCertificates(path.join(dir, 'tls'));
+  const certificates = makeCourierCertificates(path.join(dir, 'tls'));
   const [imap, imaps, pop3, pop3s] = await freePorts(4);
   const info: CourierInfo = {
     dir,
@@ -360,22 +313,19 @@ export async function startCourier(dir: string): Promise<{ info: CourierInfo; st
   fs.writeFileSync(script, runScript(dir, info), { mode: 0o755 });
   await certificates;
 
-  const stderrFile = path.join(dir, 'log', 'run.stderr');
-  const out = fs.openSync(stderrFile, 'a');
-  const child: ChildProcess = startChild(
+  const { child, exited } = await startServerProcess(
     'unshare',
     ['--mount', '--pid', '--fork', '--kill-child', '--propagation', 'private', '/bin/sh', script],
-    { stdio: ['ignore', out, out], group: true },
+    {
+      name: "Courier's namespace",
+      outputFile: path.join(dir, 'log', 'run.stderr'),
+      logs: `${dir}/log`,
+      ports: Object.values(info.ports),
+    },
   );
-  fs.closeSync(out);
-  let exitReason: string | undefined;
-  child.once('exit', (code, signal) => {
-    const said = fs.readFileSync(stderrFile, 'utf8').trim().split('\n').slice(-5).join('\n');
-    exitReason = `Courier's namespace exited early (code ${code}, signal ${signal}): ${said}; see ${dir}/log`;
-  });
-  for (const port of Object.values(info.ports)) await waitForPort(port, 15000, () => exitReason);
   const socket = path.join(dir, 'run', 'authdaemon', 'socket');
   for (const deadline = Date.now() + 15000; !fs.existsSync(socket);) {
+    const exitReason = exited();
     if (exitReason) throw new Error(exitReason);
     if (Date.now() > deadline) throw new Error(`authdaemond made no socket; see ${dir}/log/authdaemond.log`);
     await new Promise((r) => setTimeout(r, 20));

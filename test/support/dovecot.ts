@@ -1,11 +1,8 @@
-import { execFile, execFileSync } from 'node:child_process';
-import { promisify } from 'node:util';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ChildProcess } from 'node:child_process';
-import { freePorts, startChild, stopChild, waitForPort } from '../../functions/local/processes';
-
-const run = promisify(execFile);
+import { freePorts, stopChild } from '../../functions/local/processes';
+import { makeCertificates, startServerProcess } from './private-server';
 
 /** Where a private Dovecot instance listens and how to reach it. Serializable: it travels to jest workers. */
 export interface DovecotInfo {
@@ -70,65 +67,6 @@ export function ensureDovecot(): { dovecot: string; doveadm: string } {
   if (!after)
     throw new Error('apt-get installed dovecot-imapd and dovecot-pop3d, but dovecot is still not found');
   return after;
-}
-
-async function makeCertificates(tlsDir: string): Promise<void> {
-  fs.mkdirSync(tlsDir, { recursive: true });
-  const p = (f: string) => path.join(tlsDir, f);
-  fs.writeFileSync(
-    p('server.ext'),
-    'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n',
-  );
-  const openssl = (...args: string[]) => run('openssl', args);
-  await openssl(
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    p('ca.key'),
-    '-out',
-    p('ca.pem'),
-    '-days',
-    '3650',
-    '-subj',
-    '/CN=Tributary Test CA',
-    '-addext',
-    'basicConstraints=critical,CA:TRUE',
-    '-addext',
-    'keyUsage=critical,keyCertSign,cRLSign',
-  );
-  await openssl(
-    'req',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    p('key.pem'),
-    '-out',
-    p('server.csr'),
-    '-subj',
-    '/CN=localhost',
-  );
-  await openssl(
-    'x509',
-    '-req',
-    '-in',
-    p('server.csr'),
-    '-CA',
-    p('ca.pem'),
-    '-CAkey',
-    p('ca.key'),
-    '-CAcreateserial',
-    '-out',
-    p('cert.pem'),
-    '-days',
-    '3650',
-    '-extfile',
-    p('server.ext'),
-  );
-  fs.chmodSync(p('key.pem'), 0o600);
 }
 
 function configText(dir: string, info: Omit<DovecotInfo, 'configFile'>, asRoot: boolean): string {
@@ -233,7 +171,7 @@ export async function startDovecot(dir: string): Promise<{ info: DovecotInfo; st
   fs.chmodSync(dir, 0o755); // the mail uid must traverse it
   for (const d of ['run', 'state', 'data']) fs.mkdirSync(path.join(dir, d), { recursive: true });
   fs.chmodSync(path.join(dir, 'data'), 0o755);
-  await makeCertificates(path.join(dir, 'tls'));
+  await makeCertificates(path.join(dir, 'tls'), { key: 'rsa', caName: 'Tributary Test CA' });
   const [imap, imaps, pop3, pop3s] = await freePorts(4);
   const base: Omit<DovecotInfo, 'configFile'> = {
     dir,
@@ -252,18 +190,11 @@ export async function startDovecot(dir: string): Promise<{ info: DovecotInfo; st
   fs.chmodSync(info.usersDir, 0o755);
   fs.writeFileSync(info.configFile, configText(dir, base, asRoot));
   // -F keeps the master in the foreground, so it is our child and dies with us; stdio detached (notes: pitfall 16).
-  const stderrFile = path.join(dir, 'dovecot.stderr');
-  const out = fs.openSync(stderrFile, 'a');
-  const child: ChildProcess = startChild(dovecot, ['-F', '-c', info.configFile], {
-    stdio: ['ignore', out, out],
-    group: true,
+  const { child } = await startServerProcess(dovecot, ['-F', '-c', info.configFile], {
+    name: 'dovecot',
+    outputFile: path.join(dir, 'dovecot.stderr'),
+    logs: `${dir}/dovecot.log`,
+    ports: Object.values(info.ports),
   });
-  fs.closeSync(out);
-  let exitReason: string | undefined;
-  child.once('exit', (code, signal) => {
-    const said = fs.readFileSync(stderrFile, 'utf8').trim().split('\n').slice(-5).join('\n');
-    exitReason = `dovecot exited early (code ${code}, signal ${signal}): ${said}; see ${dir}/dovecot.log`;
-  });
-  for (const port of Object.values(info.ports)) await waitForPort(port, 15000, () => exitReason);
   return { info, stop: () => stopChild(child) };
 }

@@ -3,7 +3,7 @@ import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ImapFlow } from 'imapflow';
+import { ImapFlow, type ImapFlowOptions } from 'imapflow';
 import type { DovecotInfo } from './dovecot';
 
 const run = promisify(execFile);
@@ -16,6 +16,28 @@ export interface TestUser {
 }
 
 let counter = 0;
+
+/**
+ * An imapflow client of `user` over IMAPS to a harness server (MailLab's Dovecot, CourierLab's Courier), trusting
+ * the harness CA; not connected yet. `options` adds to or overrides the defaults.
+ */
+export function imapsClient(
+  lab: { info: { host: string; servername: string; ports: { imaps: number } }; ca: Buffer },
+  user: { name: string; password: string },
+  options: Partial<ImapFlowOptions> = {},
+): ImapFlow {
+  return new ImapFlow({
+    host: lab.info.host,
+    port: lab.info.ports.imaps,
+    secure: true,
+    servername: lab.info.servername,
+    tls: { ca: lab.ca, servername: lab.info.servername },
+    auth: { user: user.name, pass: user.password },
+    logger: false,
+    connectionTimeout: 10000,
+    ...options,
+  });
+}
 
 /**
  * Helpers over the private Dovecot started by the global setup: every test makes its own users, so tests
@@ -86,18 +108,7 @@ export class MailLab {
 
   /** An imapflow client logged in as `user` over IMAPS, trusting the harness CA. */
   async imap(user: TestUser): Promise<ImapFlow> {
-    const client = new ImapFlow({
-      host: this.info.host,
-      port: this.info.ports.imaps,
-      secure: true,
-      servername: this.info.servername,
-      tls: { ca: this.ca, servername: this.info.servername },
-      auth: { user: user.name, pass: user.password },
-      logger: false,
-      connectionTimeout: 10000,
-      greetingTimeout: 10000,
-      socketTimeout: 30000,
-    });
+    const client = imapsClient(this, user, { greetingTimeout: 10000, socketTimeout: 30000 });
     await client.connect();
     return client;
   }

@@ -13,9 +13,25 @@ export interface Reconciliation {
   corrupt: number;
   /** Copies still upstream and not stored (expected 0 once synced to quiescence, without a pause). */
   unfetched: number;
+  /** Stored copies of bytes that were never upstream (a notice the server made up, say); counted in duplicated. */
+  foreign: number;
   expected: number;
   upstream: number;
   stored: number;
+}
+
+/** What the server holds now, as the sha256 of each copy (two identical messages are two entries). */
+export type UpstreamReader = () => Promise<string[]>;
+
+/** The harness Dovecot's `folders` of `user`, read with serverState (EXAMINE, BODY.PEEK: changes nothing). */
+export function dovecotUpstream(lab: MailLab, user: TestUser, folders: string[] = ['INBOX']): UpstreamReader {
+  return async () => {
+    const out: string[] = [];
+    for (const folder of folders) {
+      for (const m of (await serverState(lab, user, folder)).messages) out.push(m.sha256);
+    }
+    return out;
+  };
 }
 
 function count(list: string[]): Map<string, number> {
@@ -27,23 +43,23 @@ function count(list: string[]): Map<string, number> {
 /**
  * Compares what was upstream at the start (plus what was appended during the run, minus what another client
  * deleted) with what the server and the store hold at the end. Messages are counted as a multiset of sha256, so
- * two identical messages are two copies.
+ * two identical messages are two copies. Upstream is the harness Dovecot's (`new Reconciler(lab, user,
+ * folders?)`) or whatever an UpstreamReader reads (`new Reconciler(read)`: Courier's, say, see courierUpstream).
  */
 export class Reconciler {
+  private readonly readUpstream: UpstreamReader;
   private readonly expected: string[] = [];
   /** Removed upstream by someone else: a stored copy of one is legitimate (fetched before), not a duplicate. */
   private readonly removedByUser: string[] = [];
 
-  constructor(
-    private readonly lab: MailLab,
-    private readonly user: TestUser,
-    private readonly folders: string[] = ['INBOX'],
-  ) {}
+  constructor(lab: MailLab, user: TestUser, folders?: string[]);
+  constructor(readUpstream: UpstreamReader);
+  constructor(upstream: MailLab | UpstreamReader, user?: TestUser, folders?: string[]) {
+    this.readUpstream = typeof upstream === 'function' ? upstream : dovecotUpstream(upstream, user!, folders);
+  }
 
   async start(): Promise<this> {
-    for (const folder of this.folders) {
-      for (const m of (await serverState(this.lab, this.user, folder)).messages) this.expected.push(m.sha256);
-    }
+    this.expected.push(...(await this.readUpstream()));
     return this;
   }
 
@@ -60,10 +76,7 @@ export class Reconciler {
   }
 
   async finish(t: TestTributary, sourceId: string): Promise<Reconciliation> {
-    const upstreamList: string[] = [];
-    for (const folder of this.folders) {
-      for (const m of (await serverState(this.lab, this.user, folder)).messages) upstreamList.push(m.sha256);
-    }
+    const upstreamList = await this.readUpstream();
     let corrupt = 0;
     const storedList: string[] = [];
     for (const m of await t.stored(sourceId)) {
@@ -86,6 +99,7 @@ export class Reconciler {
       wronglyDeleted: 0,
       corrupt,
       unfetched: 0,
+      foreign: 0,
       expected: this.expected.length,
       upstream: upstreamList.length,
       stored: storedList.length,
@@ -100,6 +114,7 @@ export class Reconciler {
     }
     for (const [sha, st] of stored) {
       result.duplicated += Math.max(0, st - (expected.get(sha) ?? 0) - (removed.get(sha) ?? 0));
+      if (!expected.has(sha) && !removed.has(sha)) result.foreign += st;
     }
     return result;
   }

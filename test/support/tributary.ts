@@ -72,6 +72,16 @@ export class TestTributary {
     };
   }
 
+  /** A source for a scripted server (a fake) on loopback: no TLS, no CA, user `user`, password `secret`. */
+  fakeSource(protocol: 'imap' | 'pop3', port: number, overrides: Partial<Source> = {}): Source {
+    return {
+      ...this.source({ name: 'user', password: 'secret', home: '', maildir: '' }, protocol, 'none'),
+      port,
+      ca: undefined,
+      ...overrides,
+    };
+  }
+
   sync(source: Source, options: Partial<SyncOptions> = {}): Promise<SourceRunReport> {
     return syncSource(this.deps, source, { deadline: Date.now() + 120_000, leaseTtlMs: 30_000, ...options });
   }

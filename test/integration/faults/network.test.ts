@@ -1,8 +1,7 @@
-import type { Source } from '../../../functions/core/model';
 import { bigMessage, bulkCorpus } from '../../support/corpus';
+import { countUnhandledRejections, makeLanes, syncToQuiescence } from '../../support/fault-lanes';
 import { startFaultProxy, uniform, type Fault } from '../../support/fault-proxy';
-import { MailLab, type TestUser } from '../../support/mail-lab';
-import { Reconciler } from '../../support/reconciler';
+import { MailLab } from '../../support/mail-lab';
 import { TestTributary } from '../../support/tributary';
 
 /**
@@ -41,36 +40,19 @@ function chooser(seed: number): (n: number) => Fault {
   };
 }
 
-let unhandled = 0;
-const onUnhandled = () => unhandled++;
-beforeAll(() => process.on('unhandledRejection', onUnhandled));
-afterAll(() => process.off('unhandledRejection', onUnhandled));
-
-interface Lane {
-  name: string;
-  user: TestUser;
-  source: Source;
-  reconciler: Reconciler;
-}
+const unhandled = countUnhandledRejections();
 
 describe('syncs through a faulty network', () => {
   it(
     `${CONNECTIONS} cut/reset/stall/trickle/split connections: every sync ends by its deadline, and nothing is lost, duplicated or wrongly deleted`,
     async () => {
-      const lanes: Lane[] = [];
       let seed = 7000;
-      for (const protocol of ['imap', 'pop3'] as const) {
-        for (const retention of [{ mode: 'keep' }, { mode: 'delete-on-retrieve' }] as const) {
-          const user = lab.createUser(`net${protocol}`);
-          // Small ones (one pipelined FETCH) and two over 1 MB (IMAP's chunked download: see wholeMessageBytes).
-          for (const m of bulkCorpus(10, seed++, { maxBytes: 20_000, attachmentRatio: 0 }))
-            lab.deliver(user, m.raw);
-          for (let i = 0; i < 2; i++) lab.deliver(user, bigMessage(1_200_000 + i, seed++));
-          const reconciler = await new Reconciler(lab, user).start();
-          const source = t.source(user, protocol, 'implicit', { retention });
-          lanes.push({ name: `${protocol} ${retention.mode}`, user, source, reconciler });
-        }
-      }
+      const lanes = await makeLanes(lab, t, 'net', (user) => {
+        // Small ones (one pipelined FETCH) and two over 1 MB (IMAP's chunked download: see wholeMessageBytes).
+        for (const m of bulkCorpus(10, seed++, { maxBytes: 20_000, attachmentRatio: 0 }))
+          lab.deliver(user, m.raw);
+        for (let i = 0; i < 2; i++) lab.deliver(user, bigMessage(1_200_000 + i, seed++));
+      });
 
       let worstOverrunMs = -Infinity;
       let syncs = 0;
@@ -118,15 +100,7 @@ describe('syncs through a faulty network', () => {
       const results = [];
       for (const lane of lanes) {
         // A clean network now: sync to quiescence (a lease of a cut run may still need to expire).
-        for (let round = 0; round < 20; round++) {
-          const r = await t.sync(lane.source);
-          if (r.outcome === 'busy') {
-            await new Promise((res) => setTimeout(res, 500));
-            continue;
-          }
-          expect(r.outcome).toBe('ok');
-          if (!r.fetched && !r.deletedUpstream) break;
-        }
+        await syncToQuiescence(t, lane.source);
         const result = await lane.reconciler.finish(t, lane.source.id);
         results.push(result);
         console.log(
@@ -140,11 +114,11 @@ describe('syncs through a faulty network', () => {
           .map(([f, n]) => `${f} ${n}`)
           .join(
             ', ',
-          )}) in ${syncs} syncs; outcomes ${JSON.stringify(outcomes)}; worst end ${worstOverrunMs} ms after the deadline (allowed ${SLACK_MS}); unhandled rejections ${unhandled}`,
+          )}) in ${syncs} syncs; outcomes ${JSON.stringify(outcomes)}; worst end ${worstOverrunMs} ms after the deadline (allowed ${SLACK_MS}); unhandled rejections ${unhandled()}`,
       );
 
       expect(worstOverrunMs).toBeLessThanOrEqual(SLACK_MS);
-      expect(unhandled).toBe(0);
+      expect(unhandled()).toBe(0);
       for (const r of results) {
         expect(r).toMatchObject({ lost: 0, duplicated: 0, wronglyDeleted: 0, corrupt: 0, unfetched: 0 });
       }

@@ -2,8 +2,9 @@ import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import type { Source, SourceRunReport } from '../../../functions/core/model';
 import { bulkCorpus } from '../../support/corpus';
 import { uniform } from '../../support/fault-proxy';
-import { MailLab, type TestUser } from '../../support/mail-lab';
-import { Reconciler, type Reconciliation } from '../../support/reconciler';
+import { countUnhandledRejections, makeLanes, syncToQuiescence, type Lane } from '../../support/fault-lanes';
+import { MailLab } from '../../support/mail-lab';
+import type { Reconciliation } from '../../support/reconciler';
 import { StorageFaults } from '../../support/storage-fault';
 import { TestTributary } from '../../support/tributary';
 import { sha256 } from '../../support/upstream';
@@ -29,17 +30,7 @@ afterAll(() => {
   f.close();
 });
 
-let unhandled = 0;
-const onUnhandled = () => unhandled++;
-beforeAll(() => process.on('unhandledRejection', onUnhandled));
-afterAll(() => process.off('unhandledRejection', onUnhandled));
-
-interface Lane {
-  name: string;
-  user: TestUser;
-  source: Source;
-  reconciler: Reconciler;
-}
+const unhandled = countUnhandledRejections();
 
 /** What the index says the source holds against what it holds: counters, objects, deleted-upstream copies. */
 async function storeChecks(source: Source) {
@@ -79,19 +70,12 @@ describe('syncs while S3 and DynamoDB fail', () => {
   it(
     `${SYNCS} syncs per source under random 500s, throttling and ambiguous writes: 0 lost, 0 duplicated, 0 wrongly deleted, exact counters and objects`,
     async () => {
-      const lanes: Lane[] = [];
       let seed = 31_000;
-      for (const protocol of ['imap', 'pop3'] as const) {
-        for (const retention of [{ mode: 'keep' }, { mode: 'delete-on-retrieve' }] as const) {
-          const user = lab.createUser(`sf${protocol}`);
-          for (const m of bulkCorpus(30, seed++, { maxBytes: 20_000, attachmentRatio: 0.1 }))
-            lab.deliver(user, m.raw);
-          const reconciler = await new Reconciler(lab, user).start();
-          const source = f.source(user, protocol, 'implicit', { retention });
-          t.passwords.set(source.id, user.password);
-          lanes.push({ name: `${protocol} ${retention.mode}`, user, source, reconciler });
-        }
-      }
+      const lanes = await makeLanes(lab, f, 'sf', (user) => {
+        for (const m of bulkCorpus(30, seed++, { maxBytes: 20_000, attachmentRatio: 0.1 }))
+          lab.deliver(user, m.raw);
+      });
+      for (const lane of lanes) t.passwords.set(lane.source.id, lane.user.password);
 
       const random = uniform(77);
       const outcomes: Record<string, number> = {};
@@ -141,15 +125,7 @@ describe('syncs while S3 and DynamoDB fail', () => {
       }> = [];
       for (const lane of lanes) {
         // Storage is healthy again: sync to quiescence (a lease of a failed run may still need to expire).
-        for (let round = 0; round < 20; round++) {
-          const r = await t.sync(lane.source, { leaseTtlMs: LEASE_MS });
-          if (r.outcome === 'busy') {
-            await new Promise((res) => setTimeout(res, 500));
-            continue;
-          }
-          expect(r.outcome).toBe('ok');
-          if (!r.fetched && !r.deletedUpstream) break;
-        }
+        await syncToQuiescence(t, lane.source, { leaseTtlMs: LEASE_MS });
         expect(await t.index.pendingActions(lane.source.id)).toEqual([]);
         const result = await lane.reconciler.finish(t, lane.source.id);
         const checks = await storeChecks(lane.source);
@@ -165,7 +141,7 @@ describe('syncs while S3 and DynamoDB fail', () => {
         .filter(([k]) => k.startsWith('dynamodb TransactWriteItemsCommand ambiguous'))
         .reduce((n, [, c]) => n + c, 0);
       console.log(
-        `[reliability] storage: ${SYNCS * lanes.length} syncs at a fault rate of ${RATE}; ${faults.total()} faults injected (${byFault}; ${ambiguousCommits} ambiguous TransactWriteItems); outcomes ${JSON.stringify(outcomes)}; unhandled rejections ${unhandled}`,
+        `[reliability] storage: ${SYNCS * lanes.length} syncs at a fault rate of ${RATE}; ${faults.total()} faults injected (${byFault}; ${ambiguousCommits} ambiguous TransactWriteItems); outcomes ${JSON.stringify(outcomes)}; unhandled rejections ${unhandled()}`,
       );
       if (threw.length)
         console.log(`syncs that threw instead of reporting:\n${[...new Set(threw)].join('\n')}`);
@@ -181,7 +157,7 @@ describe('syncs while S3 and DynamoDB fail', () => {
         });
         expect(checks.deletedWithoutIntactCopy).toBe(0);
       }
-      expect(unhandled).toBe(0);
+      expect(unhandled()).toBe(0);
       // The faults did happen, of every kind, and some syncs got through them; the deleting lanes did delete.
       for (const k of ['server-error', 'throttle', 'ambiguous'] as const)
         expect(faults.total(k)).toBeGreaterThan(0);

@@ -1,7 +1,6 @@
-import { ImapFlow } from 'imapflow';
 import { measure, table, type Row, type ServerUnderTest } from '../../support/courier-compare';
 import { CourierLab, RawPop3, imapSnapshot, pop3Snapshot, type Endpoint } from '../../support/courier-lab';
-import { MailLab } from '../../support/mail-lab';
+import { MailLab, imapsClient } from '../../support/mail-lab';
 
 const found = CourierLab.fromEnv();
 const lab = found instanceof CourierLab ? found : undefined;
@@ -19,16 +18,7 @@ describeCourier('the harness Courier', () => {
 
   it('logs in over IMAPS with the harness CA, and refuses a wrong password over IMAP and POP3', async () => {
     const user = c.createUser();
-    const client = new ImapFlow({
-      host: c.info.host,
-      port: c.info.ports.imaps,
-      secure: true,
-      servername: c.info.servername,
-      tls: { ca: c.ca, servername: c.info.servername },
-      auth: { user: user.name, pass: user.password },
-      logger: false,
-      connectionTimeout: 10000,
-    });
+    const client = imapsClient(c, user);
     await client.connect();
     try {
       expect((await client.list()).map((m) => m.path)).toContain('INBOX');
@@ -36,16 +26,7 @@ describeCourier('the harness Courier', () => {
     } finally {
       await client.logout();
     }
-    const wrong = new ImapFlow({
-      host: c.info.host,
-      port: c.info.ports.imaps,
-      secure: true,
-      servername: c.info.servername,
-      tls: { ca: c.ca, servername: c.info.servername },
-      auth: { user: user.name, pass: 'not-the-password' },
-      logger: false,
-      connectionTimeout: 10000,
-    });
+    const wrong = imapsClient(c, { name: user.name, password: 'not-the-password' });
     // Courier answers a failed login after 5 s: both at once.
     const wrongPop3 = async () => {
       const pop = await RawPop3.open(c.endpoint('pop3', 'none'));

@@ -1,5 +1,4 @@
-import { ImapFlow } from 'imapflow';
-import { MailLab } from '../../support/mail-lab';
+import { MailLab, imapsClient } from '../../support/mail-lab';
 
 const lab = MailLab.fromEnv();
 
@@ -23,17 +22,7 @@ describe('the harness Dovecot over IMAP', () => {
 
   it('upgrades a plain connection with STARTTLS and verifies the certificate against the harness CA', async () => {
     const user = lab.createUser();
-    const client = new ImapFlow({
-      host: lab.info.host,
-      port: lab.info.ports.imap,
-      secure: false,
-      doSTARTTLS: true,
-      servername: lab.info.servername,
-      tls: { ca: lab.ca, servername: lab.info.servername },
-      auth: { user: user.name, pass: user.password },
-      logger: false,
-      connectionTimeout: 10000,
-    });
+    const client = imapsClient(lab, user, { port: lab.info.ports.imap, secure: false, doSTARTTLS: true });
     await client.connect();
     try {
       expect(client.secureConnection).toBe(true);
@@ -45,30 +34,13 @@ describe('the harness Dovecot over IMAP', () => {
 
   it('refuses a wrong password', async () => {
     const user = lab.createUser();
-    const client = new ImapFlow({
-      host: lab.info.host,
-      port: lab.info.ports.imaps,
-      secure: true,
-      servername: lab.info.servername,
-      tls: { ca: lab.ca },
-      auth: { user: user.name, pass: 'not-the-password' },
-      logger: false,
-      connectionTimeout: 10000,
-    });
+    const client = imapsClient(lab, { name: user.name, password: 'not-the-password' });
     await expect(client.connect()).rejects.toMatchObject({ authenticationFailed: true });
   });
 
   it('rejects the certificate without the harness CA', async () => {
     const user = lab.createUser();
-    const client = new ImapFlow({
-      host: lab.info.host,
-      port: lab.info.ports.imaps,
-      secure: true,
-      servername: lab.info.servername,
-      auth: { user: user.name, pass: user.password },
-      logger: false,
-      connectionTimeout: 10000,
-    });
+    const client = imapsClient(lab, user, { tls: undefined }); // no CA option: the system's CAs only
     await expect(client.connect()).rejects.toMatchObject({
       code: expect.stringMatching(/^(UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN)$/) as string,
     });

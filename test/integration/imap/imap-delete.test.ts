@@ -1,5 +1,6 @@
 import type { ImapFlow } from 'imapflow';
 import type { ImapSession } from '../../../functions/core/ports';
+import { recordWire } from '../../support/imap-wire';
 import { MailLab, type TestUser } from '../../support/mail-lab';
 import { TestTributary } from '../../support/tributary';
 
@@ -61,25 +62,6 @@ async function highestModseq(user: TestUser): Promise<bigint | undefined> {
     const status = await client.status('INBOX', { highestModseq: true });
     return status ? status.highestModseq : undefined;
   });
-}
-
-/** Every command the session's imapflow client sends, rendered as on the wire (tag omitted). */
-function recordWire(session: ImapSession): string[] {
-  const client = (session as unknown as { client: ImapFlow }).client;
-  const lines: string[] = [];
-  const render = (a: unknown): string => {
-    if (Array.isArray(a)) return `(${a.map(render).join(' ')})`;
-    if (a && typeof a === 'object' && 'value' in a) return String(a.value);
-    return String(a);
-  };
-  const target = client as unknown as { exec: (...args: unknown[]) => unknown };
-  const original = target.exec.bind(client);
-  jest.spyOn(target, 'exec').mockImplementation((...args: unknown[]) => {
-    const [command, attributes] = args as [string, unknown];
-    lines.push([command, ...(Array.isArray(attributes) ? attributes.map(render) : [])].join(' '));
-    return original(...args);
-  });
-  return lines;
 }
 
 async function openSession(user: TestUser): Promise<ImapSession> {

@@ -1,8 +1,7 @@
-import type { ImapFlow } from 'imapflow';
 import { openImapSession } from '../../../functions/adapters/imap/imap-session';
 import type { Source } from '../../../functions/core/model';
-import type { ImapSession } from '../../../functions/core/ports';
 import { startFakeImap } from '../../support/fake-imap-server';
+import { recordWire } from '../../support/imap-wire';
 import { MailLab, type TestUser } from '../../support/mail-lab';
 import { TestTributary } from '../../support/tributary';
 
@@ -15,28 +14,6 @@ async function failure(promise: Promise<unknown>): Promise<unknown> {
     () => undefined,
     (err: unknown) => err,
   );
-}
-
-/** Every command the session's imapflow client sends, rendered as on the wire (tag omitted, sections kept). */
-function recordWire(session: ImapSession): string[] {
-  const client = (session as unknown as { client: ImapFlow }).client;
-  const lines: string[] = [];
-  const render = (a: unknown): string => {
-    if (Array.isArray(a)) return `(${a.map(render).join(' ')})`;
-    if (a && typeof a === 'object' && 'value' in a) {
-      const section = (a as { section?: unknown[] }).section;
-      return section ? `${String(a.value)}[${section.map(render).join(' ')}]` : String(a.value);
-    }
-    return String(a);
-  };
-  const target = client as unknown as { exec: (...args: unknown[]) => unknown };
-  const original = target.exec.bind(client);
-  jest.spyOn(target, 'exec').mockImplementation((...args: unknown[]) => {
-    const [command, attributes] = args as [string, unknown];
-    lines.push([command, ...(Array.isArray(attributes) ? attributes.map(render) : [])].join(' '));
-    return original(...args);
-  });
-  return lines;
 }
 
 describe('certificate errors name the certificate problem, with implicit TLS and after STARTTLS', () => {

@@ -7,16 +7,10 @@ import {
   standardCorpus,
   type CorpusMessage,
 } from '../../support/corpus';
-import {
-  CourierLab,
-  CourierReconciler,
-  RawImap,
-  imapSnapshot,
-  pop3Snapshot,
-  type Reconciliation,
-} from '../../support/courier-lab';
+import { CourierLab, RawImap, courierUpstream, imapSnapshot, pop3Snapshot } from '../../support/courier-lab';
 import type { CourierUser } from '../../support/courier';
 import { MailLab } from '../../support/mail-lab';
+import { Reconciler, type Reconciliation } from '../../support/reconciler';
 import { TestTributary } from '../../support/tributary';
 import { sha256 } from '../../support/upstream';
 import type { Source, SourceRunReport } from '../../../functions/core/model';
@@ -125,7 +119,7 @@ describeCourier('IMAP sync against Courier', () => {
       const user = c.createUser();
       const corpus = standardCorpus(7);
       for (const m of corpus) c.deliver(user, m.raw);
-      const rec = await new CourierReconciler(c, user, 'imap').start();
+      const rec = await new Reconciler(courierUpstream(c, user, 'imap')).start();
       const served = await imapSnapshot(c.endpoint('imap', 'implicit'), user, { enableUtf8: true });
       const source = courierSource(user, 'imap', mode);
 
@@ -205,7 +199,7 @@ describeCourier('POP3 sync against Courier', () => {
       const user = c.createUser();
       const corpus = standardCorpus(5);
       for (const m of corpus) c.deliver(user, m.raw);
-      const rec = await new CourierReconciler(c, user, 'pop3').start();
+      const rec = await new Reconciler(courierUpstream(c, user, 'pop3')).start();
       // The maildrop as a UTF8 client sees it: the messages themselves.
       const before = await pop3Snapshot(c.endpoint('pop3', 'implicit'), user, { utf8: true });
       const source = courierSource(user, 'pop3', mode);
@@ -241,7 +235,7 @@ describeCourier('POP3 sync against Courier', () => {
     const user = c.createUser();
     const corpus = [...bulkCorpus(12, 41, { maxBytes: 20_000 }), header8bitUtf8(41), header8bitLatin1(41)];
     for (const m of corpus) c.deliver(user, m.raw);
-    const rec = await new CourierReconciler(c, user, 'pop3').start();
+    const rec = await new Reconciler(courierUpstream(c, user, 'pop3')).start();
     const source = courierSource(user, 'pop3', 'implicit', { retention: { mode: 'delete-on-retrieve' } });
 
     const run = await t.sync(source);

@@ -1,8 +1,8 @@
-import { startFakeImap, type FakeImapServer } from '../../support/fake-imap-server';
+import { closeAfterEach } from '../../support/close-after-each';
+import { startFakeImap } from '../../support/fake-imap-server';
 import { MailLab } from '../../support/mail-lab';
 import { TestTributary } from '../../support/tributary';
-import { startFakePop3, type FakeServer } from '../../unit/pop3/fake-pop3-server';
-import type { Source } from '../../../functions/core/model';
+import { startFakePop3 } from '../../unit/pop3/fake-pop3-server';
 
 /**
  * Before a DELE or UID EXPUNGE the server must prove that the message it holds under an identity is the stored
@@ -20,32 +20,18 @@ const mail = (tag: string, subject = `message ${tag}`) =>
     `From: a@example.test\r\nSubject: ${subject}\r\nMessage-ID: <${tag}@example.test>\r\n\r\nbody ${tag}\r\n`,
   );
 
-function fakeSource(protocol: 'imap' | 'pop3', port: number): Source {
-  return {
-    ...t.source({ name: 'user', password: 'secret', home: '', maildir: '' }, protocol, 'none'),
-    port,
-    ca: undefined,
-  };
-}
-
 function report(name: string, upstreamSwapped: number[], deleted: number[]): void {
   const wrong = deleted.filter((n) => upstreamSwapped.includes(n)).length;
   console.log(`[reliability] delete proof ${name}: wrongly deleted ${wrong}`);
 }
 
 describe('the proof before a delete', () => {
-  let pop3: FakeServer | undefined;
-  let imap: FakeImapServer | undefined;
-  afterEach(async () => {
-    await pop3?.close();
-    await imap?.close();
-    pop3 = imap = undefined;
-  });
+  const track = closeAfterEach();
 
   it('POP3: a UIDL the server reused for another message of the same size is not deleted', async () => {
     const messages = [mail('A'), mail('B')];
-    pop3 = await startFakePop3({ messages, mode: 'bulk' });
-    const source = fakeSource('pop3', pop3.port);
+    const pop3 = track(await startFakePop3({ messages, mode: 'bulk' }));
+    const source = t.fakeSource('pop3', pop3.port);
     expect(await t.sync(source)).toMatchObject({ outcome: 'ok', fetched: 2 });
 
     messages[0] = mail('C'); // uid-1 now names another message, same size
@@ -64,13 +50,15 @@ describe('the proof before a delete', () => {
     const messages = [mail('A', same)];
     // Identical header blocks need identical Message-IDs: the headers of A and B are byte for byte the same.
     const twin = Buffer.from(mail('A', same).toString('latin1').replace('body A', 'body B'), 'latin1');
-    pop3 = await startFakePop3({
-      messages,
-      mode: 'bulk',
-      capabilities: ['USER', 'TOP'],
-      override: (command) => (command === 'UIDL' ? ['-ERR UIDL not supported\r\n'] : undefined),
-    });
-    const source = fakeSource('pop3', pop3.port);
+    const pop3 = track(
+      await startFakePop3({
+        messages,
+        mode: 'bulk',
+        capabilities: ['USER', 'TOP'],
+        override: (command) => (command === 'UIDL' ? ['-ERR UIDL not supported\r\n'] : undefined),
+      }),
+    );
+    const source = t.fakeSource('pop3', pop3.port);
     expect(await t.sync(source)).toMatchObject({ outcome: 'ok', fetched: 1 });
 
     messages[0] = twin; // A deleted elsewhere, B arrived: same headers, same size, same identity
@@ -83,8 +71,8 @@ describe('the proof before a delete', () => {
 
   it('POP3: a message fetched in the same session is proven by what was fetched, without another read', async () => {
     const messages = [mail('A'), mail('B')];
-    pop3 = await startFakePop3({ messages, mode: 'bulk' });
-    const source = fakeSource('pop3', pop3.port);
+    const pop3 = track(await startFakePop3({ messages, mode: 'bulk' }));
+    const source = t.fakeSource('pop3', pop3.port);
     const run = await t.sync({ ...source, retention: { mode: 'delete-on-retrieve' } });
     expect(run).toMatchObject({ outcome: 'ok', fetched: 2, deletedUpstream: 2 });
     expect([...pop3.deleted].sort()).toEqual([1, 2]);
@@ -93,13 +81,13 @@ describe('the proof before a delete', () => {
   });
 
   it('IMAP: a UID reused by a folder re-created under the same UIDVALIDITY is not expunged', async () => {
-    imap = await startFakeImap({ messages: [mail('A'), mail('B')] });
-    const source = fakeSource('imap', imap.port);
+    let imap = track(await startFakeImap({ messages: [mail('A'), mail('B')] }));
+    const source = t.fakeSource('imap', imap.port);
     expect(await t.sync(source)).toMatchObject({ outcome: 'ok', fetched: 2 });
     await imap.close();
 
     // The folder again, same UIDVALIDITY, but UID 1 now holds another message of the same size.
-    imap = await startFakeImap({ messages: [mail('C'), mail('B')] });
+    imap = track(await startFakeImap({ messages: [mail('C'), mail('B')] }));
     const run = await t.sync({ ...source, port: imap.port, retention: { mode: 'delete-on-retrieve' } });
 
     report('imap uid reused', [1], [...imap.expunged]);

@@ -27,11 +27,7 @@ afterAll(async () => {
 
 describe('POP3 sync from a server without UIDL', () => {
   it('identifies messages by their headers, stores each once, and fetches nothing the second time', async () => {
-    const source = {
-      ...t.source({ name: 'user', password: 'secret', home: '', maildir: '' }, 'pop3', 'none'),
-      port: fake.port,
-      ca: undefined,
-    };
+    const source = t.fakeSource('pop3', fake.port);
     const first = await t.sync(source);
     expect(first).toMatchObject({ outcome: 'ok', fetched: 4 });
     const stored = await t.stored(source.id);

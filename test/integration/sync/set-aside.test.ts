@@ -1,8 +1,9 @@
-import { startFakeImap, type FakeImapServer } from '../../support/fake-imap-server';
+import { closeAfterEach } from '../../support/close-after-each';
+import { startFakeImap } from '../../support/fake-imap-server';
 import { MailLab } from '../../support/mail-lab';
 import { TestTributary } from '../../support/tributary';
-import { startFakePop3, type FakeServer } from '../../unit/pop3/fake-pop3-server';
-import { SET_ASIDE_AFTER, type Source } from '../../../functions/core/model';
+import { startFakePop3 } from '../../unit/pop3/fake-pop3-server';
+import { SET_ASIDE_AFTER } from '../../../functions/core/model';
 
 /**
  * One message that can never be fetched consistently (its bytes far from its announced size) must not stop its
@@ -17,36 +18,23 @@ const mail = (tag: string) =>
     `From: a@example.test\r\nSubject: message ${tag}\r\nMessage-ID: <${tag}@x>\r\n\r\nbody ${tag}\r\n`,
   );
 
-function fakeSource(protocol: 'imap' | 'pop3', port: number, overrides: Partial<Source> = {}): Source {
-  return {
-    ...t.source({ name: 'user', password: 'secret', home: '', maildir: '' }, protocol, 'none'),
-    port,
-    ca: undefined,
-    ...overrides,
-  };
-}
-
 async function subjects(sourceId: string): Promise<string[]> {
   return (await t.stored(sourceId)).map((m) => m.metadata.subject ?? '').sort();
 }
 
 describe('a message that keeps failing', () => {
-  let pop3: FakeServer | undefined;
-  let imap: FakeImapServer | undefined;
-  afterEach(async () => {
-    await pop3?.close();
-    await imap?.close();
-    pop3 = imap = undefined;
-  });
+  const track = closeAfterEach();
 
   it('POP3: is set aside after a few runs, never deleted, and the rest syncs on; a retry tries it again', async () => {
     // LIST says message 2 is a third of what RETR serves: not the message announced.
-    pop3 = await startFakePop3({
-      messages: [mail('A'), mail('B'), mail('C')],
-      mode: 'bulk',
-      announcedSize: (n, actual) => (n === 2 ? Math.floor(actual / 3) : actual),
-    });
-    const source = fakeSource('pop3', pop3.port, { retention: { mode: 'delete-on-retrieve' } });
+    const pop3 = track(
+      await startFakePop3({
+        messages: [mail('A'), mail('B'), mail('C')],
+        mode: 'bulk',
+        announcedSize: (n, actual) => (n === 2 ? Math.floor(actual / 3) : actual),
+      }),
+    );
+    const source = t.fakeSource('pop3', pop3.port, { retention: { mode: 'delete-on-retrieve' } });
 
     for (let attempt = 1; attempt < SET_ASIDE_AFTER; attempt++) {
       const run = await t.sync(source);
@@ -79,11 +67,13 @@ describe('a message that keeps failing', () => {
   it('IMAP: is set aside, the checkpoint passes it, and a retry reaches below the checkpoint', async () => {
     const MB = 1024 * 1024;
     // RFC822.SIZE for UID 2 is 3 MB; the server sends a few dozen bytes.
-    imap = await startFakeImap({
-      messages: [mail('A'), mail('B'), mail('C')],
-      announcedSize: (uid, actual) => (uid === 2 ? 3 * MB : actual),
-    });
-    const source = fakeSource('imap', imap.port);
+    const imap = track(
+      await startFakeImap({
+        messages: [mail('A'), mail('B'), mail('C')],
+        announcedSize: (uid, actual) => (uid === 2 ? 3 * MB : actual),
+      }),
+    );
+    const source = t.fakeSource('imap', imap.port);
 
     for (let attempt = 1; attempt < SET_ASIDE_AFTER; attempt++) {
       const run = await t.sync(source);

@@ -376,6 +376,18 @@ async function failureOf(p: Promise<unknown>): Promise<unknown> {
 }
 
 describe('UTF8 (RFC 6856)', () => {
+  /** A session, listed, whose server refuses UTF8 and holds message 2 with 8-bit headers (so serves the notice). */
+  async function listedWithoutUtf8(): Promise<Pop3Session> {
+    const { session } = await start({
+      mode: 'bulk',
+      messages: [MESSAGES[0]!, EIGHT_BIT_HEADERS, MESSAGES[2]!],
+      capabilities: UTF8_CAPS,
+      override: (c) => (c === 'UTF8' ? ['-ERR no\r\n'] : undefined),
+    });
+    await session.list();
+    return session;
+  }
+
   it('sends UTF8 before USER exactly when CAPA offers it, and then gets the message, not the notice', async () => {
     const messages = [MESSAGES[0]!, EIGHT_BIT_HEADERS];
     const offered = await start({ mode: 'bytes', messages, capabilities: UTF8_CAPS });
@@ -415,13 +427,7 @@ describe('UTF8 (RFC 6856)', () => {
     // The case: LIST says ~1.0 KB, RETR brings ~1.7 KB, well inside the old "twice plus a megabyte".
     expect(EIGHT_BIT_HEADERS.length).toBeGreaterThan(900);
     expect(notice.length).toBeGreaterThan(1600);
-    const { session } = await start({
-      mode: 'bulk',
-      messages: [MESSAGES[0]!, EIGHT_BIT_HEADERS, MESSAGES[2]!],
-      capabilities: UTF8_CAPS,
-      override: (c) => (c === 'UTF8' ? ['-ERR no\r\n'] : undefined),
-    });
-    await session.list();
+    const session = await listedWithoutUtf8();
     const delivered: number[] = [];
     const err = await failureOf(
       session.retrieve([1, 2, 3], async (n, body) => {
@@ -446,13 +452,7 @@ describe('UTF8 (RFC 6856)', () => {
   });
 
   it('lets a consumer that catches the MessageError go on with the next message in the same call', async () => {
-    const { session } = await start({
-      mode: 'bulk',
-      messages: [MESSAGES[0]!, EIGHT_BIT_HEADERS, MESSAGES[2]!],
-      capabilities: UTF8_CAPS,
-      override: (c) => (c === 'UTF8' ? ['-ERR no\r\n'] : undefined),
-    });
-    await session.list();
+    const session = await listedWithoutUtf8();
     const outcome: Array<[number, string]> = [];
     await session.retrieve([1, 2, 3], async (n, body) => {
       const bytes = await collect(body).catch((e: unknown) => e);
