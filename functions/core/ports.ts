@@ -1,4 +1,5 @@
 import type { InboxUsage, StoredCopy } from './policies';
+import type { SourceSchedule } from './schedule';
 import type {
   AuditRecord,
   FolderState,
@@ -272,4 +273,32 @@ export interface Logger {
   info(message: string, fields?: Record<string, unknown>): void;
   warn(message: string, fields?: Record<string, unknown>): void;
   error(message: string, fields?: Record<string, unknown>): void;
+}
+
+/** A source as the registry holds it: its settings and when it is polled next. */
+export interface RegisteredSource {
+  source: Source;
+  schedule: SourceSchedule;
+  /** Grows by one at every write of the entry: a schedule write names the revision it read. */
+  revision: number;
+}
+
+/**
+ * The sources of the `aws` store, kept in the table (the CLI's config file plays this part on one machine). Narrow:
+ * what the dispatcher, the sync function and the API need. Passwords are not here (Credentials).
+ */
+export interface SourceRegistry {
+  get(sourceId: string): Promise<RegisteredSource | undefined>;
+  list(): Promise<RegisteredSource[]>;
+  /** Adds a source (due at once) or replaces its settings (its schedule stays). */
+  put(source: Source, now: number): Promise<void>;
+  /** Forgets the source's settings and schedule; its stored mail, status and audit trail stay. */
+  remove(sourceId: string): Promise<void>;
+  /** Enabled sources whose next due time is at or before `now`, soonest first (an index read: may lag a write). */
+  due(now: number, limit: number): Promise<RegisteredSource[]>;
+  /**
+   * Writes the schedule if the entry is still at `revision` (and still exists): false when it changed meanwhile,
+   * so two writers cannot both act on what they read.
+   */
+  setSchedule(sourceId: string, schedule: SourceSchedule, revision: number): Promise<boolean>;
 }

@@ -29,4 +29,17 @@ export const keys = {
   inboxPk: 'INBOX',
   /** Newest first by date, then stable. */
   inboxSk: (sortDate: string, sourceId: string, identity: string) => `${sortDate}#${sourceId}#${identity}`,
+  /**
+   * The source registry (the `aws` store's sources): one partition holding every source's settings and schedule,
+   * so listing them is one query, never a scan.
+   */
+  registryPartition: 'SOURCES',
+  sourceEntrySk: (sourceId: string) => `SOURCE#${sourceId}`,
+  sourceEntryPrefix: 'SOURCE#',
+  /** GSI3 (due): every enabled source under one key, sorted by its next due time (ms, zero-padded) then id. */
+  duePk: 'DUE',
+  dueSk: (dueAt: number, sourceId: string) =>
+    `${String(Math.max(0, Math.floor(dueAt))).padStart(15, '0')}#${sourceId}`,
+  /** Sorts after every dueSk of a time at or before `now`. */
+  dueUpTo: (now: number) => `${String(Math.max(0, Math.floor(now))).padStart(15, '0')}#~`,
 } as const;
