@@ -1,9 +1,21 @@
 import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
-import type * as iam from 'aws-cdk-lib/aws-iam';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
+import { keys } from '../../functions/adapters/dynamodb/keys';
 import { TABLE } from '../../functions/adapters/dynamodb/table';
+
+/** Item reads, including those of a TransactGetItems. */
+const TABLE_READ = ['dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:Query'];
+/** Item writes, including those of a TransactWriteItems (its condition checks need ConditionCheckItem). */
+const TABLE_WRITE = [
+  'dynamodb:PutItem',
+  'dynamodb:UpdateItem',
+  'dynamodb:DeleteItem',
+  'dynamodb:BatchWriteItem',
+  'dynamodb:ConditionCheckItem',
+];
 
 /**
  * The consolidated inbox's state: raw messages in S3, metadata, sync state, leases and audit in one DynamoDB
@@ -60,15 +72,66 @@ export class MailStore extends Construct {
     });
   }
 
-  /** What a sync needs: write raw objects, read them back to verify, read/write the table. */
-  grantWriteMessages(grantee: iam.IGrantable): void {
-    this.bucket.grantReadWrite(grantee);
-    this.table.grantReadWriteData(grantee);
+  /** The table and each of its indexes by name (no `index/*`): a new index in TABLE is covered when it exists. */
+  private tableArns(): { table: string; indexes: string[] } {
+    const table = this.table.tableArn;
+    return { table, indexes: Object.values(TABLE.indexes).map((i) => `${table}/index/${i.name}`) };
   }
 
-  /** What the reader API needs: read objects (presigned URLs) and the table, and mark/delete in the inbox. */
-  grantReadMessages(grantee: iam.IGrantable): void {
-    this.bucket.grantRead(grantee);
-    this.table.grantReadWriteData(grantee);
+  /**
+   * Objects, and the bucket itself for s3:ListBucket only: without it S3 answers a HeadObject of a missing key
+   * with 403 instead of 404, and the adapter reads 404 as "not stored".
+   */
+  private grantObjects(grantee: iam.IGrantable, actions: string[]): void {
+    iam.Grant.addToPrincipal({ grantee, actions, resourceArns: [this.bucket.arnForObjects('*')] });
+    iam.Grant.addToPrincipal({ grantee, actions: ['s3:ListBucket'], resourceArns: [this.bucket.bucketArn] });
+  }
+
+  private grantTable(grantee: iam.IGrantable, actions: string[]): void {
+    const arns = this.tableArns();
+    iam.Grant.addToPrincipal({ grantee, actions, resourceArns: [arns.table] });
+    iam.Grant.addToPrincipal({ grantee, actions: ['dynamodb:Query'], resourceArns: arns.indexes });
+  }
+
+  /**
+   * The sync: write raw objects (PutObject, multipart uploads and their abort) and read them back (the check
+   * before an upstream delete), delete its own duplicate of registered bytes and evicted copies (decision 0007),
+   * and read and write the table (commits in transactions, leases, checkpoints, audit, the schedule). Explicit
+   * actions rather than `s3:*Object*`-style wildcards; no Scan (the code never scans).
+   */
+  grantReadWriteMail(grantee: iam.IGrantable): void {
+    this.grantObjects(grantee, [
+      's3:GetObject',
+      's3:PutObject',
+      's3:DeleteObject',
+      's3:AbortMultipartUpload',
+    ]);
+    this.grantTable(grantee, [...TABLE_READ, ...TABLE_WRITE]);
+  }
+
+  /**
+   * The dispatcher: find the sources that are due (a query of the due index) and claim each one it sends (a
+   * conditional update of the source's registry entry). Nothing else: no message's metadata (its keys are confined
+   * to the registry partition by `dynamodb:LeadingKeys`) and no message's bytes (no S3 access at all).
+   */
+  grantClaimSources(grantee: iam.IGrantable): void {
+    const arns = this.tableArns();
+    const dueIndex = `${arns.table}/index/${TABLE.indexes.due.name}`;
+    iam.Grant.addToPrincipal({ grantee, actions: ['dynamodb:Query'], resourceArns: [dueIndex] });
+    iam.Grant.addToPrincipal({
+      grantee,
+      actions: ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:UpdateItem'],
+      resourceArns: [arns.table],
+      conditions: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [keys.registryPartition] } },
+    });
+  }
+
+  /**
+   * The reader API: read the table and the raw objects (a message's bytes, presigned URLs). Nothing is written: the
+   * routes that change the inbox (mark read, delete) will come with a grant of their own.
+   */
+  grantReadMail(grantee: iam.IGrantable): void {
+    this.grantObjects(grantee, ['s3:GetObject']);
+    this.grantTable(grantee, TABLE_READ);
   }
 }
