@@ -101,7 +101,11 @@ process.on('message', async (m) => {
 `;
 
 /** Builds the three handler bundles into a temp dir (with the runner next to them). */
-export async function buildHandlers(): Promise<{ dir: string; bundle: (name: HandlerName) => string }> {
+export async function buildHandlers(): Promise<{
+  dir: string;
+  bundle: (name: HandlerName) => string;
+  remove: () => void;
+}> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tributary-handlers-'));
   await Promise.all(
     (['dispatch', 'sync', 'api'] as const).map((name) =>
@@ -123,7 +127,11 @@ export async function buildHandlers(): Promise<{ dir: string; bundle: (name: Han
   // esbuild's service process would outlive the test file otherwise; the next build starts another.
   await stopEsbuild();
   fs.writeFileSync(path.join(dir, 'runner.cjs'), RUNNER);
-  return { dir, bundle: (name) => path.join(dir, name, 'index.js') };
+  return {
+    dir,
+    bundle: (name) => path.join(dir, name, 'index.js'),
+    remove: () => fs.rmSync(dir, { recursive: true, force: true }),
+  };
 }
 
 export interface SentMessage {

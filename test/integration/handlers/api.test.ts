@@ -27,6 +27,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(live.map((c) => c.stop()));
   t?.close();
+  built?.remove();
 });
 
 interface HttpResult {

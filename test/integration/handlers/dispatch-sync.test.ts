@@ -78,6 +78,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(containers.map((c) => c.stop()));
   t?.close();
+  built?.remove();
 });
 
 describe('dispatch handler', () => {

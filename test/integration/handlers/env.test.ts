@@ -19,6 +19,8 @@ beforeAll(async () => {
   ({ env } = await handlerTable());
 }, 60_000);
 
+afterAll(() => built?.remove());
+
 describe('handler environment', () => {
   it.each<[HandlerName, string]>([
     ['dispatch', 'QUEUE_URL'],

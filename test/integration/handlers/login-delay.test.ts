@@ -35,6 +35,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all([...live.map((c) => c.stop()), ...servers.map((s) => s.close())]);
   t?.close();
+  built?.remove();
 });
 
 const messages = Array.from({ length: 4 }, (_, i) =>

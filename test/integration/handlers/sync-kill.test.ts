@@ -33,6 +33,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(live.map((c) => c.stop()));
   t?.close();
+  built?.remove();
 });
 
 function message(n: number, size: number): string {
