@@ -382,3 +382,26 @@ export async function expireLease(t: TestTributary, sourceId: string): Promise<v
       if ((err as { name?: string }).name !== 'ConditionalCheckFailedException') throw err;
     });
 }
+
+/** What a handler test file sets up once: the bundles, a table of its own, and Tributary on that table. */
+export interface HandlerLab {
+  built: Awaited<ReturnType<typeof buildHandlers>>;
+  env: Record<string, string>;
+  t: TestTributary;
+}
+
+export async function setUpHandlers(lab: MailLab): Promise<HandlerLab> {
+  const built = await buildHandlers();
+  const { env } = await handlerTable();
+  return { built, env, t: tributaryOn(lab, env.TABLE_NAME!) };
+}
+
+/** Stops the containers a file started (and anything else it closes), then its clients and bundles. */
+export async function tearDownHandlers(
+  handlers: Partial<HandlerLab>,
+  closing: Array<{ stop(): Promise<void> } | { close(): Promise<void> }>,
+): Promise<void> {
+  await Promise.all(closing.map((c) => ('stop' in c ? c.stop() : c.close())));
+  handlers.t?.close();
+  handlers.built?.remove();
+}

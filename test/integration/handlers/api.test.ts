@@ -1,14 +1,14 @@
 import { DynamoSourceRegistry } from '../../../functions/adapters/dynamodb/source-registry';
 import { MailLab } from '../../support/mail-lab';
 import type { TestTributary } from '../../support/tributary';
+import type { buildHandlers } from '../../support/handler-lambda';
 import {
-  buildHandlers,
-  handlerTable,
   HandlerContainer,
   httpApiEvent,
   sqsEvent,
   TEST_SECRETS_PREFIX,
-  tributaryOn,
+  setUpHandlers,
+  tearDownHandlers,
 } from '../../support/handler-lambda';
 
 /** GET /api/sources through the bundled API function, with and without the JWT authorizer's claims. */
@@ -19,16 +19,10 @@ let t: TestTributary;
 const live: HandlerContainer[] = [];
 
 beforeAll(async () => {
-  built = await buildHandlers();
-  ({ env } = await handlerTable());
-  t = tributaryOn(lab, env.TABLE_NAME!);
+  ({ built, env, t } = await setUpHandlers(lab));
 }, 60_000);
 
-afterAll(async () => {
-  await Promise.all(live.map((c) => c.stop()));
-  t?.close();
-  built?.remove();
-});
+afterAll(() => tearDownHandlers({ built, t }, live));
 
 interface HttpResult {
   statusCode: number;

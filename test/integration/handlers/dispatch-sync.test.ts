@@ -4,14 +4,14 @@ import { DISPATCH_CLAIM_MS } from '../../../functions/core/schedule';
 import { MailLab, type TestUser } from '../../support/mail-lab';
 import { Reconciler } from '../../support/reconciler';
 import type { TestTributary } from '../../support/tributary';
+import type { buildHandlers } from '../../support/handler-lambda';
 import {
-  buildHandlers,
-  handlerTable,
   HandlerContainer,
   sqsEvent,
   TEST_QUEUE_URL,
   TEST_SECRETS_PREFIX,
-  tributaryOn,
+  setUpHandlers,
+  tearDownHandlers,
   type Invocation,
 } from '../../support/handler-lambda';
 
@@ -69,17 +69,11 @@ function outcomes(c: HandlerContainer, from = 0): string[] {
 }
 
 beforeAll(async () => {
-  built = await buildHandlers();
-  ({ env } = await handlerTable());
-  t = tributaryOn(lab, env.TABLE_NAME!);
+  ({ built, env, t } = await setUpHandlers(lab));
   registry = new DynamoSourceRegistry(t.clients.documents, env.TABLE_NAME!);
 }, 60_000);
 
-afterAll(async () => {
-  await Promise.all(containers.map((c) => c.stop()));
-  t?.close();
-  built?.remove();
-});
+afterAll(() => tearDownHandlers({ built, t }, containers));
 
 describe('dispatch handler', () => {
   it('sends exactly the due sources: not disabled, not backing off, not due later', async () => {

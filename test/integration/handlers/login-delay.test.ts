@@ -3,13 +3,13 @@ import type { Source } from '../../../functions/core/model';
 import { startFakePop3, type FakeServer } from '../../unit/pop3/fake-pop3-server';
 import { MailLab } from '../../support/mail-lab';
 import type { TestTributary } from '../../support/tributary';
+import type { buildHandlers } from '../../support/handler-lambda';
 import {
-  buildHandlers,
-  handlerTable,
   HandlerContainer,
   sqsEvent,
   TEST_SECRETS_PREFIX,
-  tributaryOn,
+  setUpHandlers,
+  tearDownHandlers,
   type Invocation,
 } from '../../support/handler-lambda';
 
@@ -26,17 +26,11 @@ const servers: FakeServer[] = [];
 const live: HandlerContainer[] = [];
 
 beforeAll(async () => {
-  built = await buildHandlers();
-  ({ env } = await handlerTable());
-  t = tributaryOn(lab, env.TABLE_NAME!);
+  ({ built, env, t } = await setUpHandlers(lab));
   registry = new DynamoSourceRegistry(t.clients.documents, env.TABLE_NAME!);
 }, 60_000);
 
-afterAll(async () => {
-  await Promise.all([...live.map((c) => c.stop()), ...servers.map((s) => s.close())]);
-  t?.close();
-  built?.remove();
-});
+afterAll(() => tearDownHandlers({ built, t }, [...live, ...servers]));
 
 const messages = Array.from({ length: 4 }, (_, i) =>
   Buffer.from(

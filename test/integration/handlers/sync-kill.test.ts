@@ -3,14 +3,14 @@ import { Random } from '../../support/corpus';
 import { MailLab } from '../../support/mail-lab';
 import { Reconciler } from '../../support/reconciler';
 import type { TestTributary } from '../../support/tributary';
+import type { buildHandlers } from '../../support/handler-lambda';
 import {
-  buildHandlers,
   expireLease,
-  handlerTable,
   HandlerContainer,
   sqsEvent,
   TEST_SECRETS_PREFIX,
-  tributaryOn,
+  setUpHandlers,
+  tearDownHandlers,
 } from '../../support/handler-lambda';
 
 /**
@@ -25,16 +25,10 @@ let t: TestTributary;
 const live: HandlerContainer[] = [];
 
 beforeAll(async () => {
-  built = await buildHandlers();
-  ({ env } = await handlerTable());
-  t = tributaryOn(lab, env.TABLE_NAME!);
+  ({ built, env, t } = await setUpHandlers(lab));
 }, 60_000);
 
-afterAll(async () => {
-  await Promise.all(live.map((c) => c.stop()));
-  t?.close();
-  built?.remove();
-});
+afterAll(() => tearDownHandlers({ built, t }, live));
 
 function message(n: number, size: number): string {
   const line = `kill ${n} `.padEnd(76, 'k');
