@@ -32,6 +32,7 @@ import {
   POWERTOOLS_SERVICE_NAME,
 } from './constructs/mail-function';
 import { SourceSecrets } from './constructs/source-secrets';
+import { SYNC_FAILED_METRIC } from '../functions/shared/metric-names';
 
 /**
  * Sizes and limits, each with the measurement or rule behind it (docs/benchmarks.md; docs/deploy.md explains the
@@ -70,8 +71,6 @@ export const SIZING = {
 export const SYNC_VISIBILITY_FACTOR = 6;
 /** Receives of one message before it goes to the dead-letter queue. */
 export const SYNC_MAX_RECEIVE_COUNT = 5;
-/** The metric the sync handler emits for a failed source run (Powertools, dimension `service`). */
-export const SYNC_FAILED_METRIC = 'SyncFailed';
 
 /**
  * How cdk-nag names the raw-mail objects (`<bucket ARN>/*`) in a policy of this stack: the bucket comes from the

@@ -10,7 +10,8 @@ import { planSource, type SourcePlan } from '../core/plan';
 import type { AuditRecord } from '../core/model';
 import { loadConfig, type Config } from '../shared/config';
 import { ConfiguredCredentials } from '../adapters/secrets/credentials';
-import { makeConnector, openRuntime, type Runtime } from '../shared/runtime';
+import { makeConnector } from '../shared/connector';
+import { openRuntime, type Runtime } from '../shared/runtime';
 import { DataDirBusyError, InterruptedError } from '../local/emulators';
 import { describeOwner, isRunning } from '../local/data-dir';
 

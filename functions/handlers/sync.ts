@@ -14,7 +14,7 @@ import { syncSource, type SyncDeps, type SyncOptions } from '../core/sync';
 import { makeAwsClients } from '../shared/aws-clients';
 import { parseEnv } from '../shared/env';
 import { makeObservability, type Observability } from '../shared/observability';
-import { makeConnector } from '../shared/runtime';
+import { makeConnector } from '../shared/connector';
 import { parseSyncMessage, SqsSyncQueue, type SyncQueue } from './queue';
 
 /**
@@ -128,12 +128,13 @@ export function makeHandler(
           log.error('could not send the source back to the queue', { error: describeError(err).message });
         }
       }
-      await writeSchedule(id, report, {
+      const failures = await writeSchedule(id, report, {
         startedAt,
         finishedAt,
         requeued,
         loginDelay,
       });
+      if (report.outcome === 'failed') obs.failedRun(id, failures ?? 1);
     });
   }
 
@@ -141,11 +142,11 @@ export function makeHandler(
     id: string,
     report: SourceRunReport,
     run: { startedAt: number; finishedAt: number; requeued: boolean; loginDelay?: number },
-  ): Promise<void> {
+  ): Promise<number | undefined> {
     for (let attempt = 0; attempt < SCHEDULE_RETRIES; attempt++) {
       // Read again (strongly consistent): the dispatcher may have claimed the source while it ran.
       const current = await registry.get(id);
-      if (!current) return;
+      if (!current) return undefined;
       const next = scheduleAfterRun(current.schedule, {
         outcome: report.outcome,
         ...(report.error ? { errorCode: report.error.code } : {}),
@@ -155,18 +156,19 @@ export function makeHandler(
         ...(run.loginDelay === undefined ? {} : { loginDelaySeconds: run.loginDelay }),
         requeued: run.requeued,
       });
-      if (!next) return;
+      if (!next) return current.schedule.failures;
       if (await registry.setSchedule(id, next, current.revision)) {
         log.info('next run scheduled', {
           nextDueAt: new Date(next.nextDueAt).toISOString(),
           failures: next.failures,
           ...(next.backoffUntil ? { backoffUntil: new Date(next.backoffUntil).toISOString() } : {}),
         });
-        return;
+        return next.failures;
       }
     }
     // The source stays claimed or due as last written; the dispatcher sends it again when that runs out.
     log.warn('the schedule changed at every attempt; left as it is');
+    return undefined;
   }
 
   return async (event, context) => {

@@ -3,6 +3,7 @@ import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context } from 'aws-lambda';
 import type { SourceRunReport } from '../core/model';
 import type { Logger } from '../core/ports';
+import { SYNC_FAILED_METRIC } from './metric-names';
 
 /**
  * Logs and metrics of the Lambda functions, in one place (issue #14). Powertools writes JSON log lines and
@@ -18,8 +19,13 @@ export interface Observability {
   invocation(context: Context): void;
   /** Runs `work` with `sourceId` on every log line written meanwhile. */
   withSource<T>(sourceId: string, work: () => Promise<T>): Promise<T>;
-  /** One run's metrics: messages, bytes, duration and its outcome, per source. */
+  /** One run's metrics: runs, messages, bytes, duration, upstream deletions (the source and outcome as properties). */
   runMetrics(report: SourceRunReport): void;
+  /**
+   * A failed run: `SyncFailed` with the source's consecutive failures as its value, what the "source failing N runs
+   * in a row" alarm watches.
+   */
+  failedRun(sourceId: string, consecutiveFailures: number): void;
   /** A count with no source dimension (the dispatcher's sends, for instance). */
   count(name: string, value: number): void;
   /** Writes what was recorded; call once at the end of every invocation. */
@@ -65,15 +71,22 @@ export function makeObservability(): Observability {
       }
     },
     runMetrics(report) {
-      const single = metrics.singleMetric();
-      single.addDimensions({ sourceId: report.sourceId, outcome: report.outcome });
-      single.addMetric('runs', MetricUnit.Count, 1);
-      metrics.addDimensions({ sourceId: report.sourceId });
+      // Dimensions: the service only, never the source. CloudWatch bills each distinct name and dimension set as
+      // one custom metric ($0.30 a month each): five per source would cost more than the rest of an idle
+      // deployment (docs/cost.md). The source and the outcome ride along as properties of the same log line, so
+      // CloudWatch Logs Insights still charts any of them per source (docs/deploy.md).
+      metrics.addMetadata('sourceId', report.sourceId);
+      metrics.addMetadata('outcome', report.outcome);
+      metrics.addMetric('runs', MetricUnit.Count, 1);
       metrics.addMetric('messages', MetricUnit.Count, report.fetched);
       metrics.addMetric('bytes', MetricUnit.Bytes, report.fetchedBytes);
       metrics.addMetric('duration', MetricUnit.Milliseconds, report.durationMs);
       metrics.addMetric('deletedUpstream', MetricUnit.Count, report.deletedUpstream);
-      // Dimensions are per blob: publish this source's now, so the next source's do not mix with them.
+      metrics.publishStoredMetrics();
+    },
+    failedRun(sourceId, consecutiveFailures) {
+      metrics.addMetadata('sourceId', sourceId);
+      metrics.addMetric(SYNC_FAILED_METRIC, MetricUnit.Count, consecutiveFailures);
       metrics.publishStoredMetrics();
     },
     count(name, value) {

@@ -1,14 +1,13 @@
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoMessageIndex } from '../adapters/dynamodb/message-index';
-import { openImapSession } from '../adapters/imap/imap-session';
 import { PostalMimeParser } from '../adapters/mime';
-import { openPop3Session } from '../adapters/pop3';
 import { S3RawMailStore } from '../adapters/s3/raw-mail-store';
 import { ConfiguredCredentials } from '../adapters/secrets/credentials';
 import type { Logger, MailConnector } from '../core/ports';
 import type { SyncDeps } from '../core/sync';
 import { ensureTable, startLocalAws, type LocalAws, type LocalAwsOptions } from '../local/emulators';
 import { makeAwsClients } from './aws-clients';
+import { makeConnector } from './connector';
 import type { Config } from './config';
 
 export const LOCAL_TABLE = 'tributary';
@@ -38,13 +37,6 @@ export const silentLogger: Logger = {
   warn: () => undefined,
   error: () => undefined,
 };
-
-export function makeConnector(logger?: Logger): MailConnector {
-  return {
-    openImap: (source, password, options) => openImapSession(source, password, { ...options, logger }),
-    openPop3: (source, password, options) => openPop3Session(source, password, options),
-  };
-}
 
 /**
  * The composition root for one machine (CLI) or a test: builds every adapter once from the config. In local mode

@@ -7,7 +7,8 @@ import type { Bytes, Credentials } from '../../functions/core/ports';
 import { syncSource, type SyncDeps, type SyncOptions } from '../../functions/core/sync';
 import type { SourceRunReport } from '../../functions/core/model';
 import { makeAwsClients, type AwsClients } from '../../functions/shared/aws-clients';
-import { makeConnector, silentLogger } from '../../functions/shared/runtime';
+import { makeConnector } from '../../functions/shared/connector';
+import { silentLogger } from '../../functions/shared/runtime';
 import type { MailLab, TestUser } from './mail-lab';
 
 /** Tributary wired to the harness's DynamoDB Local and S3 server, as the CLI would be, with passwords in memory. */

@@ -173,9 +173,14 @@ describe('sync handler', () => {
     expect(lines.length).toBeGreaterThan(0);
     for (const r of lines) expect(r.sourceId).toBe(source.id);
     expect(sync.lines.join('\n')).not.toContain(user.password);
-    // Metrics: one embedded-metric blob per run with the source as a dimension.
+    // Metrics: one embedded-metric blob per run, the source a property of it but never a dimension (each
+    // dimension value is a billed custom metric: docs/cost.md).
     const blobs = sync.records().filter((r) => r._aws !== undefined && r.sourceId === source.id);
     expect(blobs.some((b) => typeof b.messages === 'number' && typeof b.bytes === 'number')).toBe(true);
+    for (const b of sync.records().filter((r) => r._aws !== undefined))
+      expect(JSON.stringify((b._aws as { CloudWatchMetrics: unknown }).CloudWatchMetrics)).not.toContain(
+        'sourceId',
+      );
   }, 180_000);
 
   it('backs off a source whose password is wrong (AUTH_FAILED) while another keeps syncing', async () => {
@@ -216,6 +221,15 @@ describe('sync handler', () => {
     });
     const twice = (await registry.get(wrong.id))!.schedule;
     expect(twice.failures).toBe(2);
+    // The "failing N runs in a row" alarm's metric: one per failed run, its value the failures so far.
+    const failedRuns = sync
+      .records()
+      .slice(from)
+      .filter((r) => r._aws !== undefined && r.SyncFailed !== undefined);
+    expect(failedRuns.map((r) => [r.sourceId, r.SyncFailed])).toEqual([
+      [wrong.id, 1],
+      [wrong.id, 2],
+    ]);
     expect(twice.backoffUntil! - Date.now()).toBeGreaterThan(60_000);
     // Neither is sent by the dispatcher now: one is backing off, the other is not due for its interval.
     const dispatch = await container('dispatch');
