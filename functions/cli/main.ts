@@ -13,6 +13,17 @@ import { ConfiguredCredentials } from '../adapters/secrets/credentials';
 import { makeConnector } from '../shared/connector';
 import { openRuntime, type Runtime } from '../shared/runtime';
 import { DataDirBusyError, InterruptedError } from '../local/emulators';
+import type { SSMClient } from '@aws-sdk/client-ssm';
+import { PromptInterrupted, type SecretInput } from './password';
+import {
+  addSource,
+  importSources,
+  removeSource,
+  setEnabled,
+  updateSource,
+  type AdminContext,
+  type SourceFlags,
+} from './sources-admin';
 import { describeOwner, isRunning } from '../local/data-dir';
 
 /** Exit status when the local data folder stays in use by another command (EX_TEMPFAIL: try again later). */
@@ -35,6 +46,18 @@ Usage:
             with its own line ends: its "From " line and the blank line after it end the same way (CRLF for
             mail as servers send it); an existing DIR/<id>.mbox is never overwritten
 
+A deployed Tributary (store {"mode": "aws", "stack": "TributaryService"}) keeps its sources in its table:
+  tributary sources add ID --protocol imap|pop3 --host HOST --user USER [SETTINGS] [PASSWORD] [--skip-test]
+  tributary sources update ID [SETTINGS] [PASSWORD] [--skip-test]
+  tributary sources enable ID | disable ID | remove ID     remove keeps the source's mail in the inbox
+  tributary sources import --from FILE [--replace]        the sources of a config file, passwords included
+    SETTINGS: --port N --tls implicit|starttls|none --folders A,B --poll-minutes N --ca-file PEM|system
+              --servername NAME --retention keep|delete-on-retrieve|delete-after-days:N
+              --settings FILE (a JSON object with any field of a config file's source; null removes one)
+    PASSWORD: asked for at the terminal, not echoed; or --password-stdin (piped), --password-env NAME;
+              update changes it only with one of those or --ask-password. Never on the command line.
+    add and update log in first (as "sources test" does) and save nothing if that fails.
+
 Options:
   --config FILE   the config file (default: $TRIBUTARY_CONFIG, else ./tributary.config.json)
   --wait SECONDS  local store: how long to wait while another command uses the data folder (default ${DEFAULT_WAIT_SECONDS})
@@ -48,12 +71,17 @@ export interface Io {
   out: (text: string) => void;
   err: (text: string) => void;
   isTty: boolean;
+  /** Where a password is read from (standard input; a prompt when it is a terminal). */
+  input?: SecretInput;
+  env?: NodeJS.ProcessEnv;
 }
 
 const defaultIo: Io = {
   out: (t) => process.stdout.write(t),
   err: (t) => process.stderr.write(t),
   isTty: Boolean(process.stderr.isTTY),
+  input: process.stdin,
+  env: process.env,
 };
 
 class UsageError extends Error {}
@@ -120,15 +148,23 @@ function describePolicy(s: Source): string {
   return parts.join('; ');
 }
 
-function pickSources(config: Config, id: string | undefined): Config['sources'] {
-  if (!id) return config.sources;
-  const found = config.sources.filter((s) => s.id === id);
+/** The sources a command works on, and where they are listed (the config file, or a deployed stack's table). */
+interface SourceSet {
+  sources: Config['sources'];
+  where: string;
+}
+
+function pickSources(set: SourceSet, id: string | undefined): Config['sources'] {
+  if (!id) return set.sources;
+  const found = set.sources.filter((s) => s.id === id);
   if (!found.length)
     throw new UsageError(
-      `no source "${id}" in ${config.file}; known: ${config.sources.map((s) => s.id).join(', ') || '(none)'}`,
+      `no source "${id}" in ${set.where}; known: ${set.sources.map((s) => s.id).join(', ') || '(none)'}`,
     );
   return found;
 }
+
+const ADMIN_COMMANDS = ['add', 'update', 'remove', 'enable', 'disable', 'import'];
 
 /**
  * Runs one CLI command; returns the exit status (0 ok, 1 a source failed, 2 bad usage or config, 75 the data folder
@@ -157,6 +193,23 @@ async function runCommand(argv: string[], io: Io, stop: AbortSignal | undefined)
         since: { type: 'string' },
         message: { type: 'string' },
         wait: { type: 'string' },
+        protocol: { type: 'string' },
+        host: { type: 'string' },
+        port: { type: 'string' },
+        tls: { type: 'string' },
+        user: { type: 'string' },
+        'ca-file': { type: 'string' },
+        servername: { type: 'string' },
+        folders: { type: 'string' },
+        'poll-minutes': { type: 'string' },
+        retention: { type: 'string' },
+        settings: { type: 'string' },
+        'password-stdin': { type: 'boolean' },
+        'password-env': { type: 'string' },
+        'ask-password': { type: 'boolean' },
+        'skip-test': { type: 'boolean' },
+        from: { type: 'string' },
+        replace: { type: 'boolean' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -176,7 +229,9 @@ async function runCommand(argv: string[], io: Io, stop: AbortSignal | undefined)
     const waitSeconds = values.wait !== undefined ? Number(values.wait) : DEFAULT_WAIT_SECONDS;
     if (!Number.isFinite(waitSeconds) || waitSeconds < 0)
       throw new UsageError('--wait must be a number of seconds (0: do not wait)');
-    const needsRuntime = async () => {
+    const deployed = config.store.mode === 'aws' && config.store.stack !== undefined;
+    const needsRuntime = async (): Promise<Runtime> => {
+      if (runtime) return runtime;
       runtime = await openRuntime(config, undefined, {
         waitMs: waitSeconds * 1000,
         purpose: [command, sub].filter(Boolean).join(' '),
@@ -188,42 +243,67 @@ async function runCommand(argv: string[], io: Io, stop: AbortSignal | undefined)
         onNote: (note) => io.err(`note: ${note}\n`),
       });
       for (const note of runtime.notes) io.err(`note: ${note}\n`);
+      return runtime;
+    };
+    // A deployed Tributary's sources are in its table: reading them needs the store; a config's are at hand.
+    const sourceSet = async (): Promise<SourceSet> => {
+      if (!deployed) return { sources: config.sources, where: config.file };
+      const r = await needsRuntime();
+      const location = r.location;
+      return {
+        sources: r.sources,
+        where: `the stack ${location.mode === 'aws' ? location.deployment?.stack : ''}`,
+      };
     };
     switch (command) {
-      case 'sync':
-        await needsRuntime();
-        return await runSync(runtime!, pickSources(config, values.source), values, io, stop);
+      case 'sync': {
+        const set = await sourceSet();
+        return await runSync(await needsRuntime(), pickSources(set, values.source), values, io, stop);
+      }
       case 'sources':
         if (sub === 'list') {
-          await needsRuntime();
-          return await listSources(runtime!, config, values.json, io);
+          const set = await sourceSet();
+          return await listSources(await needsRuntime(), set, values.json, io);
         }
         if (sub === 'test') {
           if (!arg) throw new UsageError('sources test needs a source id');
-          const [source] = pickSources(config, arg);
-          return await testSource(config, source!, values.json, io);
+          const [source] = pickSources(await sourceSet(), arg);
+          return await testSource(source!, runtime?.ssm, values.json, io);
         }
         if (sub === 'retry') {
           if (!arg) throw new UsageError('sources retry needs a source id');
-          const [source] = pickSources(config, arg);
-          await needsRuntime();
-          return await retrySetAside(runtime!, source!, values.message, io);
+          const [source] = pickSources(await sourceSet(), arg);
+          return await retrySetAside(await needsRuntime(), source!, values.message, io);
+        }
+        if (sub && ADMIN_COMMANDS.includes(sub)) {
+          if (!deployed)
+            throw new UsageError(
+              `"sources ${sub}" changes a deployed Tributary (a config whose store is {"mode": "aws", "stack": "TributaryService"}); here the sources are the ones listed in ${config.file}: edit that file`,
+            );
+          if (sub !== 'import' && !arg) throw new UsageError(`sources ${sub} needs a source id`);
+          if (sub === 'import' && !values.from)
+            throw new UsageError('sources import needs --from FILE: a config file whose sources to import');
+          return await runAdmin(await needsRuntime(), sub, arg, values, io);
         }
         throw new UsageError(
-          `unknown "sources ${sub ?? ''}": use "sources list", "sources test ID" or "sources retry ID"`,
+          `unknown "sources ${sub ?? ''}": use "sources list", "sources test ID", "sources retry ID"${deployed ? ', or add, update, remove, enable, disable, import' : ''}`,
         );
-      case 'plan':
-        await needsRuntime();
-        return await showPlan(runtime!, pickSources(config, values.source), values.json, io);
-      case 'audit':
-        await needsRuntime();
-        return await showAudit(runtime!, pickSources(config, values.source), values, io);
-      case 'inbox':
-        await needsRuntime();
-        return await showInbox(runtime!, config, values, io);
-      case 'export':
-        await needsRuntime();
-        return await exportMail(runtime!, config, values, io, stop);
+      case 'plan': {
+        const set = await sourceSet();
+        return await showPlan(await needsRuntime(), pickSources(set, values.source), values.json, io);
+      }
+      case 'audit': {
+        const set = await sourceSet();
+        return await showAudit(await needsRuntime(), pickSources(set, values.source), values, io);
+      }
+      case 'inbox': {
+        const set = await sourceSet();
+        return await showInbox(await needsRuntime(), set, values, io);
+      }
+      case 'export': {
+        const set = await sourceSet();
+        return await exportMail(await needsRuntime(), set, values, io, stop);
+      }
       default:
         throw new UsageError(`unknown command "${command}"`);
     }
@@ -238,6 +318,10 @@ async function runCommand(argv: string[], io: Io, stop: AbortSignal | undefined)
       );
       return EXIT_BUSY;
     }
+    if (err instanceof PromptInterrupted) {
+      io.err(`${err.message}: nothing done\n`);
+      return 130;
+    }
     if (err instanceof InterruptedError) {
       io.err(`${err.message}: nothing done\n`);
       return 1;
@@ -247,6 +331,43 @@ async function runCommand(argv: string[], io: Io, stop: AbortSignal | undefined)
     return err instanceof TributaryError && err.code === 'CONFIG_INVALID' ? 2 : 1;
   } finally {
     await runtime?.close();
+  }
+}
+
+/** `sources add|update|remove|enable|disable|import` on a deployed Tributary (functions/cli/sources-admin.ts). */
+async function runAdmin(
+  runtime: Runtime,
+  sub: string,
+  id: string | undefined,
+  values: SourceFlags & { from?: string; replace?: boolean },
+  io: Io,
+): Promise<number> {
+  const location = runtime.location;
+  if (location.mode !== 'aws' || !location.deployment || !runtime.registry || !runtime.ssm)
+    throw new Error('unreachable: the admin commands need a deployed store');
+  const ctx: AdminContext = {
+    registry: runtime.registry,
+    ssm: runtime.ssm,
+    index: runtime.index,
+    connector: runtime.connector,
+    secretsPrefix: location.deployment.secretsPrefix,
+    stack: location.deployment.stack,
+    io: { out: io.out, err: io.err, input: io.input ?? process.stdin, env: io.env ?? process.env },
+    now: () => Date.now(),
+    cwd: process.cwd(),
+  };
+  switch (sub) {
+    case 'add':
+      return addSource(ctx, id!, values);
+    case 'update':
+      return updateSource(ctx, id!, values);
+    case 'remove':
+      return removeSource(ctx, id!);
+    case 'enable':
+    case 'disable':
+      return setEnabled(ctx, id!, sub === 'enable');
+    default:
+      return importSources(ctx, values.from!, values.replace ?? false);
   }
 }
 
@@ -418,12 +539,12 @@ export function formatReport(r: SourceRunReport & { lease?: LeaseView; interrupt
 
 async function listSources(
   runtime: Runtime,
-  config: Config,
+  set: SourceSet,
   json: boolean | undefined,
   io: Io,
 ): Promise<number> {
   const rows = [];
-  for (const s of config.sources) {
+  for (const s of set.sources) {
     const summary = await runtime.index.summary(s.id);
     rows.push({
       id: s.id,
@@ -456,7 +577,7 @@ async function listSources(
     io.out(JSON.stringify({ sources: rows }, null, 2) + '\n');
     return 0;
   }
-  if (!rows.length) io.out(`no sources in ${config.file}\n`);
+  if (!rows.length) io.out(`no sources in ${set.where}\n`);
   for (const r of rows) {
     const run = r.lastRun;
     const did = run
@@ -513,13 +634,15 @@ async function retrySetAside(
 }
 
 async function testSource(
-  config: Config,
   source: Config['sources'][number],
+  ssm: SSMClient | undefined,
   json: boolean | undefined,
   io: Io,
 ): Promise<number> {
-  // No store needed: this only talks to the upstream server.
-  const password = await new ConfiguredCredentials(new Map([[source.id, source.secret]])).password(source);
+  // No store needed (but for a deployed Tributary's list of sources): this only talks to the upstream server.
+  const password = await new ConfiguredCredentials(new Map([[source.id, source.secret]]), ssm).password(
+    source,
+  );
   const connector = makeConnector();
   const report: Record<string, unknown> = {
     id: source.id,
@@ -598,11 +721,11 @@ async function testSource(
 
 async function showInbox(
   runtime: Runtime,
-  config: Config,
+  set: SourceSet,
   values: { source?: string; limit?: string; cursor?: string; json?: boolean },
   io: Io,
 ): Promise<number> {
-  if (values.source) pickSources(config, values.source);
+  if (values.source) pickSources(set, values.source);
   const limit = values.limit ? Number(values.limit) : 50;
   if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
     throw new UsageError('--limit must be a whole number from 1 to 1000');
@@ -682,7 +805,7 @@ const maildirBase = (name: string) => name.split(':2,')[0]!;
  */
 async function exportMail(
   runtime: Runtime,
-  config: Config,
+  set: SourceSet,
   values: { format?: string; out?: string; source?: string },
   io: Io,
   stop?: AbortSignal,
@@ -691,7 +814,7 @@ async function exportMail(
     throw new UsageError('--format must be "maildir" or "mbox"');
   if (!values.out) throw new UsageError('--out DIR is required');
   const outDir = path.resolve(values.out);
-  const sources = pickSources(config, values.source);
+  const sources = pickSources(set, values.source);
   if (values.format === 'mbox') {
     const existing = sources.map((s) => path.join(outDir, `${s.id}.mbox`)).filter((f) => fs.existsSync(f));
     if (existing.length)

@@ -114,18 +114,35 @@ const sourceSchema = z
     }
   });
 
+const awsStoreSchema = z
+  .strictObject({
+    mode: z.literal('aws'),
+    region: z.string().min(1).optional(),
+    /** A deployed Tributary: its CloudFormation stack, whose outputs name the table, bucket and secrets path. */
+    stack: z
+      .string()
+      .regex(/^[A-Za-z][A-Za-z0-9-]{0,127}$/, 'must be a CloudFormation stack name')
+      .optional(),
+    table: z.string().min(1).optional(),
+    bucket: z.string().min(1).optional(),
+    secretsPrefix: z
+      .string()
+      .regex(/^\/[A-Za-z0-9_.\-/]*\/$/, 'must be an SSM path that starts and ends with "/"')
+      .optional(),
+  })
+  .refine((s) => s.stack !== undefined || (s.table !== undefined && s.bucket !== undefined), {
+    message:
+      'needs "stack" (a deployed Tributary, e.g. "TributaryService") or both "table" and "bucket" (a bare store)',
+    path: ['bucket'],
+  });
+
 const storeSchema = z.discriminatedUnion(
   'mode',
   [
     z.strictObject({ mode: z.literal('local'), dataDir: z.string().min(1).default('.tributary') }),
-    z.strictObject({
-      mode: z.literal('aws'),
-      region: z.string().min(1).optional(),
-      table: z.string().min(1),
-      bucket: z.string().min(1),
-    }),
+    awsStoreSchema,
   ],
-  { error: 'mode must be "local" (with "dataDir") or "aws" (with "table" and "bucket")' },
+  { error: 'mode must be "local" (with "dataDir") or "aws" (with "stack", or "table" and "bucket")' },
 );
 
 const configSchema = z
@@ -184,21 +201,75 @@ function describePath(p: PropertyKey[], raw: unknown): string {
   return out || '(top level)';
 }
 
+/** A validated source as the engine takes it: defaults filled in, the CA file read, a secret file's path absolute. */
+function normalizeSource(s: SourceConfig, base: string): Config['sources'][number] {
+  let ca: string | undefined;
+  if (s.caFile) {
+    const caPath = path.resolve(base, s.caFile);
+    try {
+      ca = fs.readFileSync(caPath, 'utf8');
+    } catch (err) {
+      throw new ConfigError(
+        `sources (id "${s.id}").caFile: cannot read ${caPath}: ${(err as Error).message}`,
+      );
+    }
+    if (!ca.includes('-----BEGIN CERTIFICATE-----')) {
+      throw new ConfigError(`sources (id "${s.id}").caFile: ${caPath} is not a PEM certificate`);
+    }
+  }
+  const secret = 'file' in s.secret ? { file: path.resolve(base, s.secret.file) } : s.secret;
+  return {
+    id: s.id,
+    protocol: s.protocol,
+    host: s.host,
+    port: s.port ?? defaultPort(s.protocol, s.tls),
+    tls: s.tls,
+    ca,
+    servername: s.servername,
+    user: s.user,
+    folders: s.folders ?? (s.protocol === 'imap' ? ['INBOX'] : []),
+    pollMinutes: s.pollMinutes,
+    enabled: s.enabled,
+    retention: s.retention,
+    upstreamQuota: s.upstreamQuota,
+    inboxQuota: s.inboxQuota,
+    secret,
+  };
+}
+
+function describeIssues(issues: z.core.$ZodIssue[], raw: unknown): string[] {
+  return issues.map((issue) => {
+    const where = describePath(issue.path, raw);
+    if (issue.code === 'unrecognized_keys') {
+      const keys = issue.keys;
+      if (keys.includes('password') || keys.includes('pass')) {
+        return `${where}: passwords never go in the config file; use "secret": {"env": "NAME"} or {"file": "path"}`;
+      }
+      return `${where}: unknown field${keys.length > 1 ? 's' : ''} ${keys.map((k) => `"${k}"`).join(', ')}: check the spelling`;
+    }
+    return `${where}: ${issue.message}`;
+  });
+}
+
+/**
+ * Validates one source given in the config file's format (the CLI's `sources add|update` build one from their
+ * options): the same rules and messages as the config file. `what` names it in the error; `base` is where a
+ * relative caFile starts.
+ */
+export function parseSource(raw: unknown, base: string, what: string): Config['sources'][number] {
+  const result = sourceSchema.safeParse(raw);
+  if (!result.success)
+    throw new ConfigError(
+      `${what} is not valid:\n  - ${describeIssues(result.error.issues, raw).join('\n  - ')}`,
+    );
+  return normalizeSource(result.data, base);
+}
+
 /** Validates a parsed config object; `file` is where relative paths (caFile, secret files, dataDir) start. */
 export function parseConfig(raw: unknown, file: string): Config {
   const result = configSchema.safeParse(raw);
   if (!result.success) {
-    const lines = result.error.issues.map((issue) => {
-      const where = describePath(issue.path, raw);
-      if (issue.code === 'unrecognized_keys') {
-        const keys = issue.keys;
-        if (keys.includes('password') || keys.includes('pass')) {
-          return `${where}: passwords never go in the config file; use "secret": {"env": "NAME"} or {"file": "path"}`;
-        }
-        return `${where}: unknown field${keys.length > 1 ? 's' : ''} ${keys.map((k) => `"${k}"`).join(', ')}: check the spelling`;
-      }
-      return `${where}: ${issue.message}`;
-    });
+    const lines = describeIssues(result.error.issues, raw);
     throw new ConfigError(`${file} is not valid:\n  - ${lines.join('\n  - ')}`);
   }
   const base = path.dirname(path.resolve(file));
@@ -206,40 +277,7 @@ export function parseConfig(raw: unknown, file: string): Config {
     result.data.store.mode === 'local'
       ? { ...result.data.store, dataDir: path.resolve(base, result.data.store.dataDir) }
       : result.data.store;
-  const sources = result.data.sources.map((s) => {
-    let ca: string | undefined;
-    if (s.caFile) {
-      const caPath = path.resolve(base, s.caFile);
-      try {
-        ca = fs.readFileSync(caPath, 'utf8');
-      } catch (err) {
-        throw new ConfigError(
-          `sources (id "${s.id}").caFile: cannot read ${caPath}: ${(err as Error).message}`,
-        );
-      }
-      if (!ca.includes('-----BEGIN CERTIFICATE-----')) {
-        throw new ConfigError(`sources (id "${s.id}").caFile: ${caPath} is not a PEM certificate`);
-      }
-    }
-    const secret = 'file' in s.secret ? { file: path.resolve(base, s.secret.file) } : s.secret;
-    return {
-      id: s.id,
-      protocol: s.protocol,
-      host: s.host,
-      port: s.port ?? defaultPort(s.protocol, s.tls),
-      tls: s.tls,
-      ca,
-      servername: s.servername,
-      user: s.user,
-      folders: s.folders ?? (s.protocol === 'imap' ? ['INBOX'] : []),
-      pollMinutes: s.pollMinutes,
-      enabled: s.enabled,
-      retention: s.retention,
-      upstreamQuota: s.upstreamQuota,
-      inboxQuota: s.inboxQuota,
-      secret,
-    };
-  });
+  const sources = result.data.sources.map((s) => normalizeSource(s, base));
   return { file, store, sources };
 }
 

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { App, type CfnElement, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { buildApp } from '../../infra/app';
+import { STACK_OUTPUTS } from '../../functions/shared/deployment';
 import type { MailFunction } from '../../infra/constructs/mail-function';
 
 /**
@@ -465,6 +466,9 @@ describe('ServiceStack', () => {
         'UserPoolClientId',
         'UserPoolId',
       ]);
+      // The CLI finds a deployed store by these three (functions/shared/deployment.ts).
+      for (const name of Object.values(STACK_OUTPUTS))
+        expect(Object.keys(template.toJSON().Outputs as object)).toContain(name);
     });
   });
 });
