@@ -544,8 +544,11 @@ async function listSources(
   io: Io,
 ): Promise<number> {
   const rows = [];
+  // A deployed Tributary's schedule: when the service polls each source next (and whether it is backing off).
+  const schedules = new Map((await runtime.registry?.list())?.map((e) => [e.source.id, e.schedule] as const));
   for (const s of set.sources) {
     const summary = await runtime.index.summary(s.id);
+    const schedule = schedules.get(s.id);
     rows.push({
       id: s.id,
       protocol: s.protocol,
@@ -571,6 +574,14 @@ async function listSources(
         })),
       lastRun: summary.lastRun,
       consecutiveFailures: summary.consecutiveFailures,
+      ...(schedule
+        ? {
+            nextRun: {
+              at: new Date(Math.max(schedule.nextDueAt, schedule.backoffUntil ?? 0)).toISOString(),
+              backingOff: (schedule.backoffUntil ?? 0) > Date.now(),
+            },
+          }
+        : {}),
     });
   }
   if (json) {
@@ -606,7 +617,10 @@ async function listSources(
               )
               .join('')
           : '') +
-        `  last run: ${last}\n`,
+        `  last run: ${last}\n` +
+        (r.nextRun
+          ? `  next run: ${r.nextRun.at}${!r.enabled ? ' (disabled: not polled)' : r.nextRun.backingOff ? ` (backing off after ${r.consecutiveFailures} failed run${r.consecutiveFailures === 1 ? '' : 's'})` : ''}\n`
+          : ''),
     );
   }
   return 0;

@@ -204,8 +204,13 @@ describe('the CLI against a deployed stack', () => {
     // The mail commands on the registry's sources, the password read from SSM.
     const list = await cli(['sources', 'list', '--json', '--config', config]);
     expect(list.code).toBe(0);
-    const listed = (JSON.parse(list.out) as { sources: Array<{ id: string }> }).sources.map((s) => s.id);
-    expect(listed).toContain(id);
+    const listed = (JSON.parse(list.out) as { sources: Array<{ id: string; nextRun?: { at: string } }> })
+      .sources;
+    // Due at once: its next run is the time it was added (the service's schedule, from the registry).
+    expect(Date.parse(listed.find((s) => s.id === id)!.nextRun!.at)).toBeLessThanOrEqual(Date.now());
+    expect((await cli(['sources', 'list', '--config', config])).out).toMatch(
+      new RegExp(`${id}\\n[\\s\\S]*?  next run: \\d{4}-`),
+    );
     const test = await cli(['sources', 'test', id, '--config', config]);
     expect(test.err).toBe('');
     expect(test.out).toContain('INBOX: 4 messages');
