@@ -117,7 +117,12 @@ export interface SourceStatus {
   consecutiveFailures: number;
   stored: { messages: number; bytes: number };
   quota: {
-    upstream: { usedBytes: number; limitBytes: number; afterBytes: number; usedPercent: number | null } | null;
+    upstream: {
+      usedBytes: number;
+      limitBytes: number;
+      afterBytes: number;
+      usedPercent: number | null;
+    } | null;
     inbox: {
       messages: number;
       bytes: number;
@@ -129,6 +134,29 @@ export interface SourceStatus {
     } | null;
   };
   /** Recent destructive actions (upstream deletes, evictions), newest first, at most 20. */
-  recentActions: Array<{ at: string; action: string; identity: string; reason: string; subject: string | null }>;
+  recentActions: Array<{
+    at: string;
+    action: string;
+    identity: string;
+    reason: string;
+    subject: string | null;
+  }>;
   schedule: { nextDueAt: string | null; backoffUntil: string | null; failures: number } | null;
 }
+
+/**
+ * `GET /config.json` (no authentication: it holds nothing secret): how the page signs in. In AWS, Cognito's
+ * authorization code flow with PKCE against the user pool's domain, then `Authorization: Bearer <access token>` on
+ * every API call; on one machine, the HttpOnly session cookie `tributary serve` set when the start URL was opened.
+ */
+export type PageConfig =
+  | {
+      auth: 'cognito';
+      /** e.g. https://tributary-123.auth.eu-west-1.amazoncognito.com */
+      domain: string;
+      clientId: string;
+      /** Where Cognito sends the browser back: the page's own URL. */
+      redirectUri: string;
+      scopes: string[];
+    }
+  | { auth: 'cookie' };
