@@ -6,7 +6,7 @@
  * Options (after `npm run bench --`): --messages N (default 2000), --runs N (default 3), --runs-20ms N (default:
  * --runs), --seed N,
  * --only a,b (contender names, case-insensitive substrings), --network loopback,20ms,
- * --skip peers,memory,inbox,sync, --inbox-messages N (default 100000), --out FILE (default docs/benchmarks.md;
+ * --skip peers,memory,inbox,sync,lambda, --inbox-messages N (default 100000), --out FILE (default docs/benchmarks.md;
  * `-` for none).
  */
 import { execFileSync } from 'node:child_process';
@@ -18,9 +18,11 @@ import { ceilingContenders } from './contenders/ceilings';
 import { peerContenders } from './contenders/peers';
 import { tributaryContender } from './contenders/tributary';
 import { benchInbox, type InboxFigures } from './inbox';
+import { benchLambda, lambdaTable, type LambdaFigures } from './lambda';
 import { benchCorpus, describeCorpus, type BenchCorpusStats } from './lib/corpus';
 import { ensurePeerTools } from './lib/install';
 import { startLab, type Lab } from './lib/lab';
+import { BENCH_QUEUE_URL, BENCH_SECRETS_PREFIX } from './lib/lambda-host';
 import { startLatencyProxy, type LatencyProxy } from './lib/latency-proxy';
 import { cpuMsOf, measure } from './lib/measure';
 import type { Contender, Measurement, Upstream } from './lib/types';
@@ -58,6 +60,7 @@ interface Report {
   results: ContenderResult[];
   memory: MemoryFigures[];
   inbox?: InboxFigures;
+  lambda?: LambdaFigures;
   command: string;
 }
 
@@ -193,6 +196,7 @@ async function main(): Promise<void> {
   const results: ContenderResult[] = [];
   const memory: MemoryFigures[] = [];
   let inbox: InboxFigures | undefined;
+  let lambda: LambdaFigures | undefined;
   let stats: BenchCorpusStats = { messages: 0, bytes: 0, small: 0, attachments: 0, big: 0 };
   try {
     if (!skip.has('sync')) {
@@ -309,6 +313,23 @@ async function main(): Promise<void> {
         log: (line) => console.log(`[bench] inbox: ${line}`),
       });
     }
+    if (!skip.has('lambda')) {
+      // Each handler's bundle (the stack's esbuild options) and its cold init in a plain node process, against an
+      // empty table of the lab's DynamoDB Local.
+      const store = await lab.freshStore('lambda');
+      lambda = await benchLambda({
+        dir: lab.dir,
+        env: {
+          ...store.env,
+          TABLE_NAME: store.table,
+          BUCKET_NAME: store.bucket,
+          QUEUE_URL: BENCH_QUEUE_URL,
+          SECRETS_PREFIX: BENCH_SECRETS_PREFIX,
+        },
+        runs: 7,
+        log: (line) => console.log(`[bench] lambda ${line}`),
+      });
+    }
     const report: Report = {
       started,
       finished: new Date(),
@@ -317,9 +338,11 @@ async function main(): Promise<void> {
       results,
       memory,
       inbox,
+      lambda,
       command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim(),
     };
     console.log(`\n${syncTable(report)}\n\n${targetsTable(report)}\n\n${otherTables(report)}`);
+    if (report.lambda) console.log(`\n${lambdaTable(report.lambda)}`);
     if (values.out !== '-') {
       fs.mkdirSync(path.dirname(values.out), { recursive: true });
       fs.writeFileSync(values.out, markdownOf(report, values.out));
@@ -435,6 +458,11 @@ function targetsTable(report: Report): string {
       `| Peak RSS <= ${m.targetMb} MB with one ${(m.messageBytes / 2 ** 20).toFixed(0)} MB message (${m.protocol.toUpperCase()}) | ${fixed(m.peakRssMb, 0)} MB (worst of ${m.runs.length}) | ${m.meetsTarget ? 'yes' : '**no**'} |`,
     );
   }
+  for (const h of report.lambda?.handlers ?? []) {
+    rows.push(
+      `| Cold init of the ${h.name} bundle <= ${report.lambda!.targetMs} ms (plain node) | ${fixed(h.initMs.median, 0)} ms median (${fixed(h.initMs.min, 0)}-${fixed(h.initMs.max, 0)}) | ${h.meetsTarget ? 'yes' : '**no**'} |`,
+    );
+  }
   if (report.inbox) {
     const i = report.inbox;
     rows.push(
@@ -541,6 +569,7 @@ function markdownOf(report: Report, file: string): string {
     '',
     otherTables(report),
     '',
+    ...(report.lambda ? ['## Lambda bundles and cold init', '', lambdaTable(report.lambda), ''] : []),
     '## Versions',
     '',
     versions(report),

@@ -81,7 +81,7 @@ export function makeHandler(
       obs.count('dispatched', result.dispatched.length);
       if (result.failed.length) {
         log.error('the queue refused some sources', { failed: result.failed });
-        obs.count('dispatchFailed', result.failed.length);
+        obs.problem('dispatchFailed', result.failed.length);
       }
       return result;
     } catch (err) {

@@ -3,7 +3,7 @@ import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context } from 'aws-lambda';
 import type { SourceRunReport } from '../core/model';
 import type { Logger } from '../core/ports';
-import { SYNC_FAILED_METRIC } from './metric-names';
+import { DETAILED_METRICS_VARIABLE, SYNC_FAILED_METRIC } from './metric-names';
 
 /**
  * Logs and metrics of the Lambda functions, in one place (issue #14). Powertools writes JSON log lines and
@@ -26,8 +26,10 @@ export interface Observability {
    * in a row" alarm watches.
    */
   failedRun(sourceId: string, consecutiveFailures: number): void;
-  /** A count with no source dimension (the dispatcher's sends, for instance). */
+  /** A count with no source dimension (the dispatcher's sends, for instance); sent only with detailed metrics. */
   count(name: string, value: number): void;
+  /** A count of something that went wrong (an alarm may watch it): always sent, and only when it happens. */
+  problem(name: string, value: number): void;
   /** Writes what was recorded; call once at the end of every invocation. */
   flush(): void;
 }
@@ -45,8 +47,16 @@ export function redact(value: unknown, depth = 0): unknown {
   return out;
 }
 
-/** Log level from POWERTOOLS_LOG_LEVEL (Powertools' own variable; INFO when unset). */
-export function makeObservability(): Observability {
+/**
+ * Log level from POWERTOOLS_LOG_LEVEL (Powertools' own variable; INFO when unset). Detailed metrics when
+ * TRIBUTARY_DETAILED_METRICS is `true` (the service stack sets it from its `detailedMetrics` context).
+ */
+export function makeObservability(
+  options: { detailedMetrics?: boolean } = {
+    detailedMetrics: process.env[DETAILED_METRICS_VARIABLE] === 'true',
+  },
+): Observability {
+  const detailed = options.detailedMetrics ?? false;
   const powertools = new PowertoolsLogger();
   const metrics = new Metrics();
   const write =
@@ -71,10 +81,12 @@ export function makeObservability(): Observability {
       }
     },
     runMetrics(report) {
-      // Dimensions: the service only, never the source. CloudWatch bills each distinct name and dimension set as
-      // one custom metric ($0.30 a month each): five per source would cost more than the rest of an idle
-      // deployment (docs/cost.md). The source and the outcome ride along as properties of the same log line, so
-      // CloudWatch Logs Insights still charts any of them per source (docs/deploy.md).
+      // CloudWatch bills each distinct metric name and dimension set $0.30 for every month it is sent: these five
+      // would be most of an idle deployment's bill (docs/cost.md), and every figure is already in the "sync
+      // finished" log line, which Logs Insights charts per source for free. So they are opt-in (the stack's
+      // `detailedMetrics` context), and then with the service as their only dimension: the source and the outcome
+      // ride along as properties.
+      if (!detailed) return;
       metrics.addMetadata('sourceId', report.sourceId);
       metrics.addMetadata('outcome', report.outcome);
       metrics.addMetric('runs', MetricUnit.Count, 1);
@@ -90,6 +102,9 @@ export function makeObservability(): Observability {
       metrics.publishStoredMetrics();
     },
     count(name, value) {
+      if (detailed) metrics.addMetric(name, MetricUnit.Count, value);
+    },
+    problem(name, value) {
       metrics.addMetric(name, MetricUnit.Count, value);
     },
     flush() {

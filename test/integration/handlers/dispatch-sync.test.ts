@@ -1,6 +1,7 @@
 import { DynamoSourceRegistry } from '../../../functions/adapters/dynamodb/source-registry';
 import type { Source } from '../../../functions/core/model';
 import { DISPATCH_CLAIM_MS } from '../../../functions/core/schedule';
+import { DETAILED_METRICS_VARIABLE } from '../../../functions/shared/metric-names';
 import { MailLab, type TestUser } from '../../support/mail-lab';
 import { Reconciler } from '../../support/reconciler';
 import type { TestTributary } from '../../support/tributary';
@@ -32,8 +33,11 @@ function message(m: { body: string }): string {
   return m.body;
 }
 
-async function container(name: 'dispatch' | 'sync'): Promise<HandlerContainer> {
-  const c = await HandlerContainer.start(built, name, env, parameters);
+async function container(
+  name: 'dispatch' | 'sync',
+  extraEnv: Record<string, string> = {},
+): Promise<HandlerContainer> {
+  const c = await HandlerContainer.start(built, name, { ...env, ...extraEnv }, parameters);
   containers.push(c);
   return c;
 }
@@ -127,7 +131,8 @@ describe('sync handler', () => {
     await registry.put(source, Date.now() - 1000);
 
     const dispatch = await container('dispatch');
-    const sync = await container('sync');
+    // The stack's `detailedMetrics` context: the run metrics are sent (checked at the end).
+    const sync = await container('sync', { [DETAILED_METRICS_VARIABLE]: 'true' });
     const d = await dispatch.invoke({}, { timeoutMs: 30_000 });
     const queue = d.kind === 'result' ? d.sent.filter((m) => m.body.includes(source.id)) : [];
     expect(queue).toHaveLength(1);
@@ -221,6 +226,12 @@ describe('sync handler', () => {
     });
     const twice = (await registry.get(wrong.id))!.schedule;
     expect(twice.failures).toBe(2);
+    // By default no run metric is sent (each would be a billed custom metric: docs/cost.md), only the problems.
+    const blobs = sync
+      .records()
+      .slice(from)
+      .filter((r) => r._aws !== undefined);
+    expect(blobs.filter((r) => r.runs !== undefined || r.messages !== undefined)).toEqual([]);
     // The "failing N runs in a row" alarm's metric: one per failed run, its value the failures so far.
     const failedRuns = sync
       .records()
