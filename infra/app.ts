@@ -26,9 +26,19 @@ function contextNumber(app: App, key: string): number | undefined {
   return n;
 }
 
+/** A yes/no context value (`-c detailedMetrics=true` arrives as a string). */
+function contextBoolean(app: App, key: string): boolean | undefined {
+  const value: unknown = app.node.tryGetContext(key);
+  if (value === undefined || value === '') return undefined;
+  if (value === true || value === 'true') return true;
+  if (value === false || value === 'false') return false;
+  throw new Error(`context ${key}: true or false, not ${JSON.stringify(value)}`);
+}
+
 /**
  * Builds the whole app; the only place that reads CDK context on the infra side (docs/contributing.md, where code
- * goes). Context values (all optional; docs/deploy.md): `alarmEmail`, `callbackUrls`, `syncConcurrency`.
+ * goes). Context values (all optional; docs/deploy.md): `alarmEmail`, `callbackUrls`, `syncConcurrency`,
+ * `detailedMetrics`.
  */
 export function buildApp(app: App = new App()): { app: App; storage: StorageStack; service: ServiceStack } {
   // Cross-stack references are strong (CloudFormation exports and Fn::ImportValue), said explicitly: the storage
@@ -45,6 +55,7 @@ export function buildApp(app: App = new App()): { app: App; storage: StorageStac
     alarmEmail: typeof alarmEmail === 'string' && alarmEmail !== '' ? alarmEmail : undefined,
     callbackUrls: contextList(app, 'callbackUrls'),
     syncConcurrency: contextNumber(app, 'syncConcurrency'),
+    detailedMetrics: contextBoolean(app, 'detailedMetrics'),
   });
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
   return { app, storage, service };

@@ -32,7 +32,7 @@ import {
   POWERTOOLS_SERVICE_NAME,
 } from './constructs/mail-function';
 import { SourceSecrets } from './constructs/source-secrets';
-import { SYNC_FAILED_METRIC } from '../functions/shared/metric-names';
+import { DETAILED_METRICS_VARIABLE, SYNC_FAILED_METRIC } from '../functions/shared/metric-names';
 
 /**
  * Sizes and limits, each with the measurement or rule behind it (docs/benchmarks.md; docs/deploy.md explains the
@@ -106,6 +106,12 @@ export interface ServiceStackProps extends StackProps {
    */
   readonly syncConcurrency?: number;
   /**
+   * Also send each run's figures (runs, messages, bytes, duration, upstream deletions) as CloudWatch metrics:
+   * five more custom metrics at $0.30 a month each (docs/cost.md). Without it only failures are metrics.
+   * @default false
+   */
+  readonly detailedMetrics?: boolean;
+  /**
    * The alarm fires when one source has failed this many runs in a row.
    * @default 3
    */
@@ -163,11 +169,14 @@ export class ServiceStack extends Stack {
     });
 
     // --- Functions -------------------------------------------------------------------------------------------------
+    const metricsEnv: Record<string, string> = props.detailedMetrics
+      ? { [DETAILED_METRICS_VARIABLE]: 'true' }
+      : {};
     this.dispatch = new MailFunction(this, 'Dispatch', {
       handler: 'dispatch',
       description: 'Tributary: every minute, one SQS message per source due for a poll',
       ...SIZING.dispatch,
-      environment: { ...tableEnv, QUEUE_URL: this.syncQueue.queueUrl },
+      environment: { ...tableEnv, ...metricsEnv, QUEUE_URL: this.syncQueue.queueUrl },
     });
     store.grantClaimSources(this.dispatch);
     this.syncQueue.grantSendMessages(this.dispatch);
@@ -180,6 +189,7 @@ export class ServiceStack extends Stack {
       ...SIZING.sync,
       environment: {
         ...tableEnv,
+        ...metricsEnv,
         BUCKET_NAME: store.bucket.bucketName,
         SECRETS_PREFIX: this.secrets.prefix,
         QUEUE_URL: this.syncQueue.queueUrl,

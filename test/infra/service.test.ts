@@ -4,6 +4,7 @@ import { App, type CfnElement, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { buildApp } from '../../infra/app';
 import { STACK_OUTPUTS } from '../../functions/shared/deployment';
+import { DETAILED_METRICS_VARIABLE } from '../../functions/shared/metric-names';
 import type { MailFunction } from '../../infra/constructs/mail-function';
 
 /**
@@ -38,6 +39,7 @@ const configured = synth({
   alarmEmail: 'owner@example.com',
   callbackUrls: 'https://mail.example.com/callback, http://localhost:3000/',
   syncConcurrency: '3',
+  detailedMetrics: 'true',
 });
 
 type Statement = { Effect: string; Action: string | string[]; Resource: unknown; Condition?: unknown };
@@ -178,6 +180,16 @@ describe('ServiceStack', () => {
 
   describe('functions', () => {
     const all = () => [service.dispatch, service.sync, service.api];
+
+    it('sends run metrics only when the detailedMetrics context asks (each is a billed custom metric)', () => {
+      const variables = (t: Template, fn: MailFunction) =>
+        (t.toJSON() as { Resources: Record<string, Resource> }).Resources[logicalId(fn, 'function')]!
+          .Properties.Environment as { Variables: Record<string, unknown> };
+      for (const fn of [service.dispatch, service.sync]) {
+        expect(variables(template, fn).Variables[DETAILED_METRICS_VARIABLE]).toBeUndefined();
+        expect(variables(configured.template, fn).Variables[DETAILED_METRICS_VARIABLE]).toBe('true');
+      }
+    });
 
     it('runs nodejs22.x on ARM64, bundled with source maps, each with its own log group kept 30 days', () => {
       for (const fn of all()) {
