@@ -775,9 +775,10 @@ function report(m: Measured, meta: { started: Date; seconds: number; command: st
     idleInputOf(m, { syncPoll: lean.syncPoll! }),
   );
   const lowMem = whatIf('the sync function at 512 MB', idleInputOf(m, { syncMemoryMb: 512 }));
-  const allFour = whatIf('the four together', idleInputOf(m, lean), { ...a, esmPollers: 2 });
+  const together = m.metrics.length ? 'the four together' : 'the three together';
+  const allFour = whatIf(together, idleInputOf(m, lean), { ...a, esmPollers: 2 });
   const allFourNoAlarms = whatIf(
-    'the four together, and no alarm (the fixed $0.40)',
+    `${together}, and no alarm (the fixed $0.40)`,
     idleInputOf(m, { ...lean, alarms: 0 }),
     { ...a, esmPollers: 2 },
   );
@@ -839,7 +840,9 @@ function report(m: Measured, meta: { started: Date; seconds: number; command: st
 
   const findings = [
     `- SQS is mostly Lambda's own polling of the empty queue: ${int(u.sqs.pollerReceives)} of ${int(u.sqs.total)} requests (${usd(u.sqs.pollerReceives * PRICES.sqsRequest.usd)}). Lambda long-polls an SQS event source whatever the traffic; it scales an idle mapping down to 2 concurrent pollers, but not when the mapping has a maximum concurrency, and the stack sets \`maxConcurrency: 5\` (reserved concurrency, the other way to bound the syncs, was rejected in infra/service-stack.ts because throttled receives count towards the DLQ). That choice costs ${usd(idleTotal.usd - twoPollers.usd)} a month.`,
-    `- Custom metrics: ${m.metrics.length} distinct metrics are sent while idle (${m.metrics.map((x) => `\`${x.split(' ')[1]}\``).join(', ')}), $0.30 each for every month in which they are sent (prorated by the hour): ${usd(m.metrics.length * PRICES.customMetricMonth.usd)}, within the 10 free ones otherwise. On an idle run \`messages\`, \`bytes\` and \`deletedUpstream\` are 0, and \`runs\`, \`duration\` and \`dispatched\` repeat what Lambda's free AWS/Lambda metrics (invocations, duration) and the log lines already say; the alarms need none of them (SourceFailingAlarm watches \`SyncFailed\`, sent only on a failed run).`,
+    m.metrics.length
+      ? `- Custom metrics: ${m.metrics.length} distinct metrics are sent while idle (${m.metrics.map((x) => `\`${x.split(' ')[1]}\``).join(', ')}), $0.30 each for every month in which they are sent (prorated by the hour): ${usd(m.metrics.length * PRICES.customMetricMonth.usd)}, within the 10 free ones otherwise. On an idle run \`messages\`, \`bytes\` and \`deletedUpstream\` are 0, and \`runs\`, \`duration\` and \`dispatched\` repeat what Lambda's free AWS/Lambda metrics (invocations, duration) and the log lines already say; the alarms need none of them (SourceFailingAlarm watches \`SyncFailed\`, sent only on a failed run).`
+      : `- Custom metrics: none is sent while idle. The run metrics (runs, messages, bytes, duration, upstream deletions, dispatched) are opt-in (the stack's \`detailedMetrics\` context: ${usd(6 * PRICES.customMetricMonth.usd)} a month for the six); \`SyncFailed\` and \`dispatchFailed\` are sent only when a run or a send fails, $0.30 for a month in which that happens.`,
     `- DynamoDB: an idle IMAP poll makes ${i.dynamoRequests} requests, ${i.wru} WRU and ${i.rru} RRU (table below), and the dispatcher's claim of the source ${f1(d.perDue.wru)} WRU more: ${f1(i.wru + d.perDue.wru)} WRU a poll. The writes: ${writes.map((o) => `${o.op} x${o.count} (${o.wru} WRU)`).join('; ')}. The schedule writes (the dispatcher's claim and the run's next due time) cost 3 WRU each because they move the item's due-index key (a delete and a put in GSI3 besides the table write); the run status is a transaction: its update counts twice and the condition check on the lease is billed as a write of 2 units, ${statusWru} WRU for a status update. A poll that found nothing could skip the status transaction (its last-run time is in the schedule it writes anyway) and fold the lease release into the schedule write; the reads (the registry entry twice, strongly consistent; the failures and pending-actions queries, 1 RRU each even when empty) are cheap.`,
     `- POP3: an idle poll also reads the id of every message of the source still on the server (a strongly consistent Query of its MSG# items; a ProjectionExpression does not reduce read units): ${msgQuery ? msgQuery.rru : 0} RRU for the ${IDLE_MAILBOX} messages here, about ${f0(pop3RruPerThousand)} RRU per 1,000 messages kept upstream per poll, ${usd(pop3UsdPerThousand)} a month per 1,000 messages at 5-minute polling (a POP3 source keeping 10,000 messages on the server: ${usd(10 * pop3UsdPerThousand)} a month in reads alone). An IMAP poll reads one checkpoint item instead.`,
     `- Lambda: an idle poll is mostly waiting (${f0(i.waitMs)} of its ${u.syncDurationMs} ms modelled: ${i.turns} mail round trips and ${i.dynamoRequests} DynamoDB requests, one after the other), billed at 1,769 MB: ${f1((SIZING.sync.memorySize / 1024) * (u.syncDurationMs / 1000))} GB-s a poll. At 512 MB the same poll costs ${f1(gbSeconds(lambdaDurationMs(i, 512), 512))} GB-s; a first import costs the same GB-s at any size up to 1,769 MB (it is CPU-bound and gets proportionally more time), only slower, and the largest syncs measured peak near 300 MB (docs/benchmarks.md).`,
@@ -856,11 +859,16 @@ function report(m: Measured, meta: { started: Date; seconds: number; command: st
     '| change | list price a month | with free tiers |',
     '| --- | --- | --- |',
     `| as measured | ${usd(idleTotal.usd)} | ${usd(idleTotal.usdFree)} |`,
-    ...[twoPollers, noIdleMetrics, noStatus, lowMem, allFour, allFourNoAlarms].map(
-      (w) => `| ${w.label} | ${usd(w.usd)} | ${usd(w.usdFree)} |`,
-    ),
+    ...[
+      twoPollers,
+      ...(m.metrics.length ? [noIdleMetrics] : []),
+      noStatus,
+      lowMem,
+      allFour,
+      allFourNoAlarms,
+    ].map((w) => `| ${w.label} | ${usd(w.usd)} | ${usd(w.usdFree)} |`),
     '',
-    `Even the four together leave ${usd(allFour.usd)}${allFour.usd > IDLE_TARGET_USD ? ` (${dominant(allFour.items)})` : ''}: ${allFourNoAlarms.usd <= IDLE_TARGET_USD ? 'the target is reachable only without the alarms' : 'the target is out of reach at list prices without further changes to what a poll does'}. The findings behind the table:`,
+    `Even ${together} leave ${usd(allFour.usd)}${allFour.usd > IDLE_TARGET_USD ? ` (${dominant(allFour.items)})` : ''}: ${allFourNoAlarms.usd <= IDLE_TARGET_USD ? 'the target is reachable only without the alarms' : 'the target is out of reach at list prices without further changes to what a poll does'}. The findings behind the table:`,
     '',
     findings,
   ].join('\n');
