@@ -220,6 +220,9 @@ function registryItem(record: MessageRecord): Record<string, unknown> {
     via: new Set([keys.via(record.sourceId, record.identity)]),
     [TABLE.indexes.inbox.partitionKey]: keys.inboxPk,
     [TABLE.indexes.inbox.sortKey]: keys.inboxSk(record.sortDate, record.sourceId, record.identity),
+    // New entries are unread: the sparse unread partition of GSI2 (functions/adapters/dynamodb/inbox.ts).
+    [TABLE.indexes.sourceInbox.partitionKey]: keys.unreadPk,
+    [TABLE.indexes.sourceInbox.sortKey]: keys.inboxSk(record.sortDate, record.sourceId, record.identity),
   };
 }
 

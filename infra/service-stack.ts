@@ -96,8 +96,9 @@ export interface ServiceStackProps extends StackProps {
    */
   readonly alarmEmail?: string;
   /**
-   * Where Cognito may send the web page back after sign-in and sign-out.
-   * @default ['http://localhost:3000/']
+   * Where else Cognito may send the browser back after sign-in and sign-out, besides the page's own URL (the HTTP
+   * API's), which is always allowed.
+   * @default - the page's URL only
    */
   readonly callbackUrls?: string[];
   /**
@@ -229,12 +230,27 @@ export class ServiceStack extends Stack {
 
     this.api = new MailFunction(this, 'Api', {
       handler: 'api',
-      description: 'Tributary: the HTTP API behind the web page',
+      description: 'Tributary: the HTTP API and the web page',
       ...SIZING.api,
-      environment: { ...tableEnv, BUCKET_NAME: store.bucket.bucketName },
+      pageAssets: true,
+      // The sign-in settings (user pool, client, domain, the page's URL) are added below, once they exist.
+      environment: {
+        ...tableEnv,
+        BUCKET_NAME: store.bucket.bucketName,
+        QUEUE_URL: this.syncQueue.queueUrl,
+      },
     });
-    store.grantReadMail(this.api);
+    store.grantReadMailAndKeepInbox(this.api);
     acknowledgeWildcard(this.api.role, RAW_MAIL_OBJECTS, RAW_MAIL_OBJECTS_REASON);
+    acknowledgeWildcard(
+      this.api.role,
+      'TributaryStorage:ExportsOutputFnGetAttMailStoreRawMail90D1FC57Arn17CBFED5/attachments/*',
+      'Attachments the API extracts from a message for a presigned download, one object per message content and ' +
+        'attachment index (attachments/<sha256>/<n>), so they cannot be listed; PutObject only, confined to that ' +
+        'prefix, which a lifecycle rule empties after a day.',
+    );
+    // Sync now: a message on the sync queue, as the dispatcher sends.
+    this.syncQueue.grantSendMessages(this.api);
 
     // --- Dispatch every minute -------------------------------------------------------------------------------------
     // Our own role rather than the target's shared default: only this account's schedules may assume it.
@@ -292,7 +308,20 @@ export class ServiceStack extends Stack {
         'by the owner, self sign-up is off and an authenticator app (TOTP) is required for every sign-in. Plus ' +
         'is charged for every monthly active user, where Essentials is free at this size.',
     });
-    const callbackUrls = props.callbackUrls ?? ['http://localhost:3000/'];
+    // The HTTP API first, without an authorizer: the web client's callback URL is the API's own URL (the page is
+    // served there), and the JWT authorizer needs the client. Api <- Client <- Authorizer <- Routes is a chain, not a
+    // cycle: CloudFormation creates the API, then the client with the API's endpoint, then the authorizer and the
+    // routes (a defaultAuthorizer would need the client before the API exists).
+    const accessLogs = new logs.LogGroup(this, 'ApiAccessLogs', {
+      retention: logs.RetentionDays.ONE_MONTH,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    this.httpApi = new apigwv2.HttpApi(this, 'HttpApi', {
+      description: 'Tributary: the web page and its API',
+      createDefaultStage: false,
+    });
+    const pageUrl = `${this.httpApi.apiEndpoint}/`;
+    const callbackUrls = [pageUrl, ...(props.callbackUrls ?? [])];
     this.webClient = this.userPool.addClient('WebClient', {
       // A page in a browser keeps no secret: authorization code with PKCE (the page sends the code challenge).
       generateSecret: false,
@@ -313,19 +342,16 @@ export class ServiceStack extends Stack {
     const domain = this.userPool.addDomain('Domain', {
       cognitoDomain: { domainPrefix: `${this.stackName.toLowerCase()}-${Aws.ACCOUNT_ID}` },
     });
+    // What the app checks in every token's claims (besides API Gateway), and what the page signs in with.
+    // A token's `iss`, spelled as the JWT authorizer spells it (ProviderURL lacks the scheme).
+    this.api.function.addEnvironment(
+      'USER_POOL_ISSUER',
+      `https://cognito-idp.${Aws.REGION}.amazonaws.com/${this.userPool.userPoolId}`,
+    );
+    this.api.function.addEnvironment('USER_POOL_CLIENT_ID', this.webClient.userPoolClientId);
+    this.api.function.addEnvironment('COGNITO_DOMAIN', domain.baseUrl());
+    this.api.function.addEnvironment('REDIRECT_URI', pageUrl);
 
-    const accessLogs = new logs.LogGroup(this, 'ApiAccessLogs', {
-      retention: logs.RetentionDays.ONE_MONTH,
-      removalPolicy: RemovalPolicy.DESTROY,
-    });
-    this.httpApi = new apigwv2.HttpApi(this, 'HttpApi', {
-      description: 'Tributary: the web page API',
-      // Every route is behind the JWT authorizer unless it says otherwise; none does.
-      defaultAuthorizer: new HttpUserPoolAuthorizer('Cognito', this.userPool, {
-        userPoolClients: [this.webClient],
-      }),
-      createDefaultStage: false,
-    });
     const stage = this.httpApi.addStage('DefaultStage', {
       stageName: '$default',
       autoDeploy: true,
@@ -336,11 +362,41 @@ export class ServiceStack extends Stack {
         format: apigateway.AccessLogFormat.jsonWithStandardFields(),
       },
     });
+    const integration = new HttpLambdaIntegration('ApiIntegration', this.api.function);
+    // Every API route, whatever its method, behind the Cognito JWT authorizer.
     this.httpApi.addRoutes({
-      path: '/api/sources',
-      methods: [apigwv2.HttpMethod.GET],
-      integration: new HttpLambdaIntegration('ApiIntegration', this.api.function),
+      path: '/api/{proxy+}',
+      methods: [apigwv2.HttpMethod.ANY],
+      integration,
+      authorizer: new HttpUserPoolAuthorizer('Cognito', this.userPool, {
+        userPoolClients: [this.webClient],
+      }),
     });
+    // The page itself: static files and its sign-in settings, nothing secret, read before anyone has a token.
+    const open = new apigwv2.HttpNoneAuthorizer();
+    for (const path of ['/', '/assets/{proxy+}', '/config.json']) {
+      const [route] = this.httpApi.addRoutes({
+        path,
+        methods: [apigwv2.HttpMethod.GET],
+        integration,
+        authorizer: open,
+      });
+      Validations.of(route!).acknowledge(
+        {
+          id: 'AwsSolutions::AwsSolutions-APIG4',
+          reason:
+            'The web page (its HTML, script, stylesheet) and /config.json (the user pool domain and client id the ' +
+            'page signs in with) must load before the user has a token; they hold no mail and no secret. Every ' +
+            '/api route is behind the Cognito JWT authorizer.',
+        },
+        {
+          id: 'AwsSolutions::AwsSolutions-COG4',
+          reason:
+            'The web page and its sign-in settings are public by design (the page is what signs the user in with ' +
+            'Cognito); no mail is behind this route. Every /api route uses the Cognito user pool authorizer.',
+        },
+      );
+    }
 
     // --- Alarms ----------------------------------------------------------------------------------------------------
     this.alarmTopic = new sns.Topic(this, 'Alarms', { displayName: 'Tributary alarms', enforceSSL: true });
@@ -420,7 +476,7 @@ export class ServiceStack extends Stack {
     output('UserPoolId', this.userPool.userPoolId, 'aws cognito-idp admin-create-user --user-pool-id <this>');
     output('UserPoolClientId', this.webClient.userPoolClientId, 'the web page app client (no secret)');
     output('SignInUrl', domain.baseUrl(), 'Cognito managed login for this pool');
-    output('ApiUrl', stage.url, 'the HTTP API (every route needs a Cognito token)');
+    output('ApiUrl', stage.url, 'the web page; its /api routes need a Cognito token');
     output('SyncQueueUrl', this.syncQueue.queueUrl, 'one message per source to sync');
     output('SyncDeadLetterQueueUrl', this.syncDeadLetters.queueUrl, 'sync messages that failed 5 times');
     output('TableName', store.table.tableName, 'the inbox index (storage stack, retained)');

@@ -25,6 +25,7 @@ import {
   type SourceFlags,
 } from './sources-admin';
 import { describeOwner, isRunning } from '../local/data-dir';
+import { DEFAULT_PORT, PortInUseError, serve } from './serve';
 
 /** Exit status when the local data folder stays in use by another command (EX_TEMPFAIL: try again later). */
 export const EXIT_BUSY = 75;
@@ -40,6 +41,10 @@ Usage:
   tributary sources test ID [--json]
   tributary sources retry ID [--message IDENTITY]   try set-aside messages again at the next sync
   tributary inbox [--source ID] [--limit N] [--cursor C] [--json]
+  tributary serve [--port N]                     the inbox in a browser, on 127.0.0.1 only (default port 8025):
+      prints a start URL with a one-time token; "sync now" in the page syncs that source in this process.
+      No scheduler runs yet: new mail arrives with "sync now" (with the local store, the data folder is serve's
+      while it runs: a "tributary sync" elsewhere waits for it). Ctrl-C stops it.
   tributary export --format maildir|mbox --out DIR [--source ID]
       maildir: DIR/<id>/cur, one file per stored message, byte for byte; files already there are kept
       mbox: DIR/<id>.mbox, mboxrd ("From " lines in a message quoted with ">"), each message byte for byte
@@ -303,6 +308,19 @@ async function runCommand(argv: string[], io: Io, stop: AbortSignal | undefined)
       case 'export': {
         const set = await sourceSet();
         return await exportMail(await needsRuntime(), set, values, io, stop);
+      }
+      case 'serve': {
+        const port = values.port === undefined ? DEFAULT_PORT : Number(values.port);
+        if (!Number.isInteger(port) || port < 0 || port > 65535)
+          throw new UsageError('--port must be a port number (1-65535; 0 picks a free one)');
+        try {
+          await serve({ port, io, stop, openRuntime: needsRuntime });
+        } catch (err) {
+          if (!(err instanceof PortInUseError)) throw err;
+          io.err(`${err.message}\n`);
+          return 1;
+        }
+        return 0;
       }
       default:
         throw new UsageError(`unknown command "${command}"`);

@@ -302,3 +302,52 @@ export interface SourceRegistry {
    */
   setSchedule(sourceId: string, schedule: SourceSchedule, revision: number): Promise<boolean>;
 }
+
+/** What the merged inbox list can be narrowed to (issue #15). */
+export interface InboxQuery {
+  /** Only messages that came through this source. */
+  sourceId?: string;
+  /** Only unread messages. */
+  unread?: boolean;
+  /** Case-insensitive substring of the sender's name or address, or of the subject. */
+  q?: string;
+  /** From a previous page; opaque. */
+  cursor?: string;
+  limit: number;
+}
+
+/** One message of the merged inbox as a reader sees it: an opaque id, the merged record, the read state. */
+export interface InboxEntry {
+  /** Opaque; addresses this inbox entry only (never another kind of item). */
+  id: string;
+  /** The merged record: `via` lists every place the bytes came through. */
+  record: MessageRecord;
+  unread: boolean;
+}
+
+/**
+ * The merged inbox for a reader (the web API): newest first across sources, one entry per stored content. Narrow
+ * on purpose: the reader never needs leases, checkpoints or commits.
+ */
+export interface InboxReader {
+  /**
+   * A page, newest first. A filtered page may hold fewer than `limit` entries and still return a cursor: the
+   * filters that cannot be answered by an index stop after a bounded number of entries examined.
+   */
+  list(query: InboxQuery): Promise<{ entries: InboxEntry[]; cursor?: string }>;
+  /** The entry, or undefined for an id from nowhere, a forged one, or a message removed from the inbox. */
+  get(id: string): Promise<InboxEntry | undefined>;
+}
+
+/** Changes a reader makes to the merged inbox: read state and removal. Never upstream, never the stored bytes. */
+export interface InboxWriter {
+  /** False when there is no such entry in the inbox. */
+  setUnread(id: string, unread: boolean, now: number): Promise<boolean>;
+  /**
+   * Takes the entry out of the inbox (every source's view included) and records who and when. The upstream
+   * identities stay committed, so the message is never fetched again; the stored bytes and the sources' counters
+   * stay as they are (the copy is still stored, exportable, and counted by the inbox quota until evicted).
+   * False when there is no such entry in the inbox.
+   */
+  removeFromInbox(id: string, by: string, now: number): Promise<boolean>;
+}

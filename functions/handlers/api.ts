@@ -1,149 +1,36 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import type { Context } from 'aws-lambda';
-import { Hono, type MiddlewareHandler } from 'hono';
+import type { Hono } from 'hono';
 import { handle } from 'hono/aws-lambda';
-import { DynamoMessageIndex, type SourceSummary } from '../adapters/dynamodb/message-index';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { z } from 'zod';
+import { DynamoInbox } from '../adapters/dynamodb/inbox';
+import { DynamoMessageIndex } from '../adapters/dynamodb/message-index';
 import { DynamoSourceRegistry } from '../adapters/dynamodb/source-registry';
-import { describeError } from '../core/errors';
-import type { MessageFailure } from '../core/model';
-import type { RegisteredSource, SourceRegistry } from '../core/ports';
+import { S3RawMailStore } from '../adapters/s3/raw-mail-store';
+import { ConfigError } from '../core/errors';
 import { makeAwsClients } from '../shared/aws-clients';
 import { parseEnv } from '../shared/env';
 import { makeObservability, type Observability } from '../shared/observability';
+import { makeWebApp, type WebAppDeps } from '../web/app';
+import { claimsAuthenticator } from '../web/auth';
+import { S3DownloadLinks } from '../web/downloads';
+import { loadPageAssets, pageHeaders, PAGE_ASSETS_DIR } from '../web/page-assets';
+import { SqsSyncQueue } from './queue';
 
 /**
- * The API function (issue #14): a Hono app, the same in Lambda (API Gateway HTTP API, payload 2.0, through
- * `hono/aws-lambda`) and in Node. API Gateway's JWT authorizer verifies the token; the app still refuses any request
- * that reaches it without the authorizer's claims (a route added without the authorizer, a test invocation), 401.
+ * The API function (issues #14, #15): the web app of functions/web/app.ts, the same that `tributary serve` runs, in
+ * Lambda (API Gateway HTTP API, payload 2.0, through `hono/aws-lambda`). API Gateway's JWT authorizer verifies the
+ * token on every `/api` route; the app checks the claims again (issuer, client, expiry) and refuses a request that
+ * reaches it without them, 401. Downloads are presigned S3 URLs; "sync now" is a message on the sync queue.
  */
 
-/** What the status route reads besides the registry: the run status, counters and failures of each source. */
-export interface SourceStatusReader {
-  summary(sourceId: string): Promise<SourceSummary>;
-  messageFailures(sourceId: string): Promise<MessageFailure[]>;
-}
+export type ApiDeps = Omit<WebAppDeps, 'logger'> & { obs: Observability };
 
-export interface ApiDeps {
-  registry: SourceRegistry;
-  status: SourceStatusReader;
-  obs: Observability;
-}
-
-/** What `hono/aws-lambda` passes as the app's bindings; absent (or something else) under Node. */
-interface Bindings {
-  requestContext?: { authorizer?: { jwt?: { claims?: Record<string, unknown> } } };
-}
-interface Variables {
-  subject: string;
-}
-type AppEnv = { Bindings: Bindings; Variables: Variables };
-
-const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
-
-function percent(used: number, limit: number | undefined): number | null {
-  return limit ? Math.round((used / limit) * 1000) / 10 : null;
-}
-
-/** Defence in depth: no verified claims from the authorizer, no answer. */
-const requireClaims: MiddlewareHandler<AppEnv> = async (c, next) => {
-  const claims = c.env?.requestContext?.authorizer?.jwt?.claims;
-  if (!claims || typeof claims !== 'object' || Object.keys(claims).length === 0) {
-    return c.json(
-      { error: { code: 'UNAUTHENTICATED', message: 'this API needs a signed-in user (a bearer token)' } },
-      401,
-    );
-  }
-  const sub = claims.sub;
-  c.set('subject', typeof sub === 'string' ? sub : '');
-  await next();
-};
-
-/** One source as GET /api/sources shows it: settings (no secret), last run, counts, quotas, set-aside, schedule. */
-async function sourceStatus(entry: RegisteredSource, status: SourceStatusReader) {
-  const { source, schedule } = entry;
-  const [summary, failures] = await Promise.all([
-    status.summary(source.id),
-    status.messageFailures(source.id),
-  ]);
-  const run = summary.lastRun;
-  const upstream = run?.upstreamUsage;
-  const inboxQuota = source.inboxQuota;
-  return {
-    id: source.id,
-    protocol: source.protocol,
-    host: source.host,
-    port: source.port,
-    user: source.user,
-    folders: source.folders,
-    enabled: source.enabled,
-    pollMinutes: source.pollMinutes,
-    retention: source.retention,
-    lastRun: run ?? null,
-    /** The typed error of the last run, when it failed. */
-    error: run?.error ?? null,
-    consecutiveFailures: summary.consecutiveFailures,
-    stored: { messages: summary.messages, bytes: summary.bytes },
-    quota: {
-      upstream: upstream
-        ? {
-            usedBytes: upstream.usedBytes,
-            limitBytes: upstream.limitBytes,
-            afterBytes: upstream.afterBytes,
-            usedPercent: percent(upstream.afterBytes, upstream.limitBytes),
-            policy: source.upstreamQuota ?? null,
-          }
-        : null,
-      inbox: inboxQuota
-        ? {
-            messages: summary.messages,
-            bytes: summary.bytes,
-            maxMessages: inboxQuota.maxMessages ?? null,
-            maxBytes: inboxQuota.maxBytes ?? null,
-            messagesPercent: percent(summary.messages, inboxQuota.maxMessages),
-            bytesPercent: percent(summary.bytes, inboxQuota.maxBytes),
-            onExceed: inboxQuota.onExceed,
-          }
-        : null,
-    },
-    setAside: failures
-      .filter((f) => f.setAside)
-      .map((f) => ({
-        identity: f.identity,
-        attempts: f.attempts,
-        error: f.error,
-        firstAt: f.firstAt,
-        lastAt: f.lastAt,
-        retryRequested: f.retry ?? false,
-      })),
-    schedule: {
-      nextDueAt: iso(schedule.nextDueAt),
-      backoffUntil: iso(schedule.backoffUntil),
-      failures: schedule.failures,
-      lastOutcome: schedule.lastOutcome ?? null,
-      dispatchedAt: iso(schedule.dispatchedAt),
-    },
-  };
-}
-
-export function makeApp(deps: ApiDeps): Hono<AppEnv> {
-  const log = deps.obs.logger;
-  const app = new Hono<AppEnv>();
-  app.use('/api/*', requireClaims);
-  app.get('/api/sources', async (c) => {
-    const entries = await deps.registry.list();
-    const sources = await Promise.all(entries.map((e) => sourceStatus(e, deps.status)));
-    sources.sort((a, b) => a.id.localeCompare(b.id));
-    return c.json({ sources });
-  });
-  app.notFound((c) =>
-    c.json({ error: { code: 'NOT_FOUND', message: `no route ${c.req.method} ${c.req.path}` } }, 404),
-  );
-  app.onError((err, c) => {
-    const e = describeError(err);
-    log.error('request failed', { method: c.req.method, path: c.req.path, code: e.code, error: e.message });
-    // The details stay in the log: a caller learns only that it failed and whether to try again.
-    return c.json({ error: { code: e.code, message: 'the request failed; try again later' } }, 500);
-  });
-  return app;
+export function makeApp(deps: ApiDeps): Hono {
+  const { obs, ...rest } = deps;
+  return makeWebApp({ ...rest, logger: obs.logger }) as unknown as Hono;
 }
 
 type LambdaHandler = ReturnType<typeof handle>;
@@ -162,15 +49,73 @@ export function makeHandler(deps: ApiDeps): LambdaHandler {
   };
 }
 
-/** The composition root: adapters built once per container from the environment. */
-function fromEnv(): ApiDeps {
+/** The API's own variables besides the common ones of functions/shared/env.ts, set by infra/service-stack.ts. */
+const webEnvSchema = z.object({
+  /** The user pool's issuer, `https://cognito-idp.<region>.amazonaws.com/<pool id>`: a token's `iss`. */
+  USER_POOL_ISSUER: z.url(),
+  /** The page's app client: an access token's `client_id`. */
+  USER_POOL_CLIENT_ID: z.string().min(1),
+  /** Cognito managed login, `https://<prefix>.auth.<region>.amazoncognito.com`. */
+  COGNITO_DOMAIN: z.url(),
+  /** The page's own URL (the HTTP API's), where Cognito sends the browser back. */
+  REDIRECT_URI: z.url(),
+  QUEUE_URL: z.url(),
+});
+
+export function parseWebEnv(env: NodeJS.ProcessEnv = process.env): z.infer<typeof webEnvSchema> {
+  const result = webEnvSchema.safeParse(env);
+  if (result.success) return result.data;
+  const lines = result.error.issues.map((issue) => {
+    const variable = String(issue.path[0]);
+    return env[variable] === undefined
+      ? `${variable} is not set (the api function needs it)`
+      : `${variable} ${issue.message}`;
+  });
+  throw new ConfigError(`the api function's environment is not valid:\n  - ${lines.join('\n  - ')}`);
+}
+
+/** The page's assets, built into the bundle's folder at deploy time; none (the API alone) when absent. */
+async function pageOf(domain: string): Promise<WebAppDeps['page']> {
+  const dir = path.join(__dirname, PAGE_ASSETS_DIR);
+  if (!fs.existsSync(dir)) return undefined;
+  const origin = new URL(domain).origin;
+  return { assets: await loadPageAssets(dir), headers: pageHeaders({ connectOrigins: [origin] }) };
+}
+
+/** The composition root: adapters built once per container from the environment (a bad one fails the init). */
+function fromEnv(): ApiDeps & { cognitoDomain: string } {
   const env = parseEnv('api');
+  const web = parseWebEnv();
   const clients = makeAwsClients();
+  const index = new DynamoMessageIndex(clients.documents, env.TABLE_NAME);
+  const registry = new DynamoSourceRegistry(clients.documents, env.TABLE_NAME);
+  const store = new S3RawMailStore(clients.s3, env.BUCKET_NAME);
+  const queue = new SqsSyncQueue(new SQSClient({}), web.QUEUE_URL);
   return {
-    registry: new DynamoSourceRegistry(clients.documents, env.TABLE_NAME),
-    status: new DynamoMessageIndex(clients.documents, env.TABLE_NAME),
+    auth: claimsAuthenticator({ issuer: web.USER_POOL_ISSUER, clientId: web.USER_POOL_CLIENT_ID }),
+    inbox: new DynamoInbox(clients.documents, env.TABLE_NAME),
+    store,
+    downloads: new S3DownloadLinks(clients.s3, env.BUCKET_NAME, store),
+    sources: registry,
+    status: index,
+    syncNow: async (sourceId) => {
+      if (!(await registry.get(sourceId))) return false;
+      await queue.send({ sourceId, reason: 'now', at: Date.now() });
+      return true;
+    },
+    pageConfig: {
+      auth: 'cognito',
+      domain: web.COGNITO_DOMAIN,
+      clientId: web.USER_POOL_CLIENT_ID,
+      redirectUri: web.REDIRECT_URI,
+      scopes: ['openid', 'email'],
+    },
     obs: makeObservability(),
+    cognitoDomain: web.COGNITO_DOMAIN,
   };
 }
 
-export const handler = makeHandler(fromEnv());
+const { cognitoDomain, ...deps } = fromEnv();
+const built = pageOf(cognitoDomain).then((page) => makeHandler({ ...deps, ...(page ? { page } : {}) }));
+
+export const handler: LambdaHandler = async (event, context) => (await built)(event, context);

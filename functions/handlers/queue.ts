@@ -3,12 +3,13 @@ import { z } from 'zod';
 
 /**
  * The sync queue's message: which source to sync, and why (`due`: the dispatcher; `more`: the previous run of the
- * source stopped at its deadline with more to do). The body carries nothing else: the source's settings are read
- * from the registry when the message is handled, so a message never runs a source with stale settings.
+ * source stopped at its deadline with more to do; `now`: someone asked for it in the web page). The body carries
+ * nothing else: the source's settings are read from the registry when the message is handled, so a message never
+ * runs a source with stale settings.
  */
 const syncMessageSchema = z.strictObject({
   sourceId: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/),
-  reason: z.enum(['due', 'more']),
+  reason: z.enum(['due', 'more', 'now']),
   /** Epoch ms when it was sent. */
   at: z.number().int().nonnegative(),
 });

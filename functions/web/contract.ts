@@ -53,7 +53,11 @@ export interface MessageSummary {
 
 export interface MessagePage {
   messages: MessageSummary[];
-  /** Pass back as `cursor` for the next page; null at the end. */
+  /**
+   * Pass back as `cursor` for the next page; null at the end. A filtered page (`q`, or `unread` with `source`) may
+   * hold fewer than `limit` messages, even none, and still have a cursor: the search stopped after a bounded number
+   * of messages examined; ask for the next page to go on.
+   */
   cursor: string | null;
 }
 
@@ -122,6 +126,8 @@ export interface SourceStatus {
       limitBytes: number;
       afterBytes: number;
       usedPercent: number | null;
+      /** The upstream quota policy, when the source has one. */
+      policy?: unknown;
     } | null;
     inbox: {
       messages: number;
@@ -140,8 +146,29 @@ export interface SourceStatus {
     identity: string;
     reason: string;
     subject: string | null;
+    /** `intent` (not yet finished), `done` or `not-applied`. */
+    state?: string;
+    /** The policy that acted. */
+    policy?: string;
   }>;
-  schedule: { nextDueAt: string | null; backoffUntil: string | null; failures: number } | null;
+  schedule: {
+    nextDueAt: string | null;
+    backoffUntil: string | null;
+    failures: number;
+    lastOutcome?: string | null;
+    dispatchedAt?: string | null;
+  } | null;
+  /** The retention policy (`{mode: 'keep'}`, ...). */
+  retention?: unknown;
+  /** Messages set aside after failing on their own: kept upstream, not fetched until retried. */
+  setAside?: Array<{
+    identity: string;
+    attempts: number;
+    error: { code: string; message: string };
+    firstAt: string;
+    lastAt: string;
+    retryRequested: boolean;
+  }>;
 }
 
 /**

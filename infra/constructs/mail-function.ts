@@ -5,6 +5,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { PAGE_ASSETS_DIR } from '../../functions/web/page-assets';
 
 /** The Lambda entry points, one file each under functions/handlers/, each exporting `handler`. */
 export type HandlerName = 'dispatch' | 'sync' | 'api';
@@ -45,7 +46,14 @@ export interface MailFunctionProps {
    * @default lambda.RecursiveLoop.TERMINATE
    */
   readonly recursiveLoop?: lambda.RecursiveLoop;
+  /**
+   * Carry the web page, built, in a `page-assets` folder beside the handler (the API function serves it).
+   * @default false
+   */
+  readonly pageAssets?: boolean;
 }
+
+const WRITE_PAGE_ASSETS = path.join(__dirname, '..', '..', 'scripts', 'write-page-assets.ts');
 
 /**
  * One Tributary Lambda: the handler bundled by the local esbuild (no Docker), minified with source maps, Node.js 22
@@ -100,6 +108,20 @@ export class MailFunction extends Construct implements iam.IGrantable {
         // The SDK version the tests ran against, not whatever the runtime carries: the S3 adapter depends on its
         // checksum behaviour (docs/benchmarks.md: the sha256 sent with each PutObject).
         bundleAwsSDK: true,
+        ...(props.pageAssets
+          ? {
+              // The page is built by esbuild at bundling time; the handler only reads the result, so esbuild (which
+              // page-assets.ts imports lazily for local builds) stays out of the bundle.
+              externalModules: ['esbuild'],
+              commandHooks: {
+                beforeBundling: () => [],
+                beforeInstall: () => [],
+                afterBundling: (_inputDir: string, outputDir: string) => [
+                  `npx tsx "${WRITE_PAGE_ASSETS}" "${path.join(outputDir, PAGE_ASSETS_DIR)}"`,
+                ],
+              },
+            }
+          : {}),
       },
     });
     this.grantPrincipal = this.role;

@@ -5,6 +5,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { keys } from '../../functions/adapters/dynamodb/keys';
 import { TABLE } from '../../functions/adapters/dynamodb/table';
+import { ATTACHMENTS_PREFIX } from '../../functions/web/downloads';
 
 /** Item reads, including those of a TransactGetItems. */
 const TABLE_READ = ['dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:Query'];
@@ -53,6 +54,13 @@ export class MailStore extends Construct {
         {
           noncurrentVersionExpiration: Duration.days(30),
           abortIncompleteMultipartUploadAfter: Duration.days(2),
+        },
+        // Attachments the web API extracted for a presigned download: a cache, made again on demand.
+        {
+          id: 'ExtractedAttachments',
+          prefix: ATTACHMENTS_PREFIX,
+          expiration: Duration.days(1),
+          noncurrentVersionExpiration: Duration.days(1),
         },
       ],
     });
@@ -127,11 +135,26 @@ export class MailStore extends Construct {
   }
 
   /**
-   * The reader API: read the table and the raw objects (a message's bytes, presigned URLs). Nothing is written: the
-   * routes that change the inbox (mark read, delete) will come with a grant of their own.
+   * A reader of the table and the raw objects (a message's bytes, presigned URLs). Nothing is written.
    */
   grantReadMail(grantee: iam.IGrantable): void {
     this.grantObjects(grantee, ['s3:GetObject']);
     this.grantTable(grantee, TABLE_READ);
+  }
+
+  /**
+   * The web API (issue #15): read mail (messages, and presigned URLs, which are signed with this grant), keep the
+   * inbox (read state and removal: UpdateItem on merged entries and message items, PutItem of the removal's audit
+   * record, in one TransactWriteItems), and write the attachments it extracts for a download under
+   * `attachments/` only. No DeleteItem, no DeleteObject: nothing a reader does removes stored mail.
+   */
+  grantReadMailAndKeepInbox(grantee: iam.IGrantable): void {
+    this.grantObjects(grantee, ['s3:GetObject']);
+    iam.Grant.addToPrincipal({
+      grantee,
+      actions: ['s3:PutObject'],
+      resourceArns: [this.bucket.arnForObjects(`${ATTACHMENTS_PREFIX}*`)],
+    });
+    this.grantTable(grantee, [...TABLE_READ, 'dynamodb:UpdateItem', 'dynamodb:PutItem']);
   }
 }

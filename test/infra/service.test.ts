@@ -6,6 +6,7 @@ import { buildApp } from '../../infra/app';
 import { STACK_OUTPUTS } from '../../functions/shared/deployment';
 import { DETAILED_METRICS_VARIABLE } from '../../functions/shared/metric-names';
 import type { MailFunction } from '../../infra/constructs/mail-function';
+import type { IConstruct } from 'constructs';
 
 /**
  * Synthesized once per app (cdk-nag on, as in app.ts); bundling and the CFN validator are off here and on in the
@@ -95,7 +96,14 @@ describe('ServiceStack', () => {
         'TributaryService/Alarms AwsSolutions::AwsSolutions-SNS2',
         'TributaryService/Api/Function AwsSolutions::AwsSolutions-L1',
         'TributaryService/Api/Role AwsSolutions::AwsSolutions-IAM5[Resource]',
+        'TributaryService/Api/Role AwsSolutions::AwsSolutions-IAM5[Resource]',
         'TributaryService/Dispatch/Function AwsSolutions::AwsSolutions-L1',
+        'TributaryService/HttpApi/GET-- AwsSolutions::AwsSolutions-APIG4',
+        'TributaryService/HttpApi/GET-- AwsSolutions::AwsSolutions-COG4',
+        'TributaryService/HttpApi/GET--assets--{proxy+} AwsSolutions::AwsSolutions-APIG4',
+        'TributaryService/HttpApi/GET--assets--{proxy+} AwsSolutions::AwsSolutions-COG4',
+        'TributaryService/HttpApi/GET--config.json AwsSolutions::AwsSolutions-APIG4',
+        'TributaryService/HttpApi/GET--config.json AwsSolutions::AwsSolutions-COG4',
         'TributaryService/SchedulerRole AwsSolutions::AwsSolutions-IAM5[Resource]',
         'TributaryService/Sync/Function AwsSolutions::AwsSolutions-L1',
         'TributaryService/Sync/Role AwsSolutions::AwsSolutions-IAM5[Resource]',
@@ -224,7 +232,32 @@ describe('ServiceStack', () => {
       expect(Object.keys(env(service.sync)).sort()).toEqual(
         [...common, 'BUCKET_NAME', 'QUEUE_URL', 'SECRETS_PREFIX'].sort(),
       );
-      expect(Object.keys(env(service.api)).sort()).toEqual([...common, 'BUCKET_NAME'].sort());
+      expect(Object.keys(env(service.api)).sort()).toEqual(
+        [
+          ...common,
+          'BUCKET_NAME',
+          'QUEUE_URL',
+          'USER_POOL_ISSUER',
+          'USER_POOL_CLIENT_ID',
+          'COGNITO_DOMAIN',
+          'REDIRECT_URI',
+        ].sort(),
+      );
+      const api = env(service.api);
+      const ref = (c: IConstruct) => ({ Ref: service.getLogicalId(c.node.defaultChild as CfnElement) });
+      expect(api.USER_POOL_CLIENT_ID).toEqual(ref(service.webClient));
+      // The issuer the app checks is the one the JWT authorizer checks: a token's `iss`.
+      const [authorizer] = Object.values(
+        template.findResources('AWS::ApiGatewayV2::Authorizer'),
+      ) as Resource[];
+      expect(api.USER_POOL_ISSUER).toEqual(
+        (authorizer!.Properties.JwtConfiguration as { Issuer: unknown }).Issuer,
+      );
+      expect(JSON.stringify(api.USER_POOL_ISSUER)).toContain(JSON.stringify(ref(service.userPool)));
+      expect(api.QUEUE_URL).toEqual(ref(service.syncQueue));
+      expect(JSON.stringify(api.REDIRECT_URI)).toContain(
+        `"Fn::GetAtt":["${service.getLogicalId(service.httpApi.node.defaultChild as CfnElement)}","ApiEndpoint"]`,
+      );
       for (const fn of all())
         expect(env(fn)).toMatchObject({
           POWERTOOLS_SERVICE_NAME: 'tributary',
@@ -315,11 +348,40 @@ describe('ServiceStack', () => {
       expect(actions).not.toContain('sqs:ReceiveMessage');
     });
 
-    it('lets the API read mail, and neither write it nor read secrets', () => {
+    it('lets the API read mail, keep the inbox and write extracted attachments, but delete nothing nor read secrets', () => {
       const actions = actionsOf(service.api);
-      expect(s3(actions)).toEqual(['s3:GetObject', 's3:ListBucket']);
-      expect(dynamo(actions)).toEqual(['dynamodb:BatchGetItem', 'dynamodb:GetItem', 'dynamodb:Query']);
-      expect([...actions].filter((a) => /^(ssm|kms|sqs):/.test(a))).toEqual([]);
+      expect(s3(actions)).toEqual(['s3:GetObject', 's3:ListBucket', 's3:PutObject']);
+      // PutObject under attachments/ only.
+      const [put, ...morePuts] = statementsWith(service.api, 's3:PutObject');
+      expect(morePuts).toHaveLength(0);
+      expect(put!.Action).toBe('s3:PutObject');
+      expect(JSON.stringify(put!.Resource)).toMatch(/\/attachments\/\*"/);
+      expect(dynamo(actions)).toEqual([
+        'dynamodb:BatchGetItem',
+        'dynamodb:GetItem',
+        'dynamodb:PutItem',
+        'dynamodb:Query',
+        'dynamodb:UpdateItem',
+      ]);
+      for (const action of ['dynamodb:PutItem', 'dynamodb:UpdateItem']) {
+        const [statement, ...more] = statementsWith(service.api, action);
+        expect(more).toHaveLength(0);
+        expect(statement!.Resource).toEqual({
+          'Fn::ImportValue': expect.stringMatching(/MailStoreIndex.*Arn/) as string,
+        });
+      }
+      expect([...actions].filter((a) => /Delete/.test(a))).toEqual([]);
+      expect([...actions].filter((a) => /^(ssm|kms):/.test(a))).toEqual([]);
+      // Sync now: send to the sync queue, and nothing else of it.
+      expect([...actions].filter((a) => a.startsWith('sqs:')).sort()).toEqual([
+        'sqs:GetQueueAttributes',
+        'sqs:GetQueueUrl',
+        'sqs:SendMessage',
+      ]);
+      const [send] = statementsWith(service.api, 'sqs:SendMessage');
+      expect(send!.Resource).toEqual({
+        'Fn::GetAtt': [service.getLogicalId(service.syncQueue.node.defaultChild as CfnElement), 'Arn'],
+      });
     });
 
     it('grants no function a Scan or an action wildcard', () => {
@@ -332,15 +394,29 @@ describe('ServiceStack', () => {
   });
 
   describe('HTTP API', () => {
-    it('puts every route behind the Cognito JWT authorizer', () => {
-      const routes = Object.values(template.findResources('AWS::ApiGatewayV2::Route')) as Resource[];
-      expect(routes.length).toBeGreaterThan(0);
-      const [authorizerId] = Object.keys(template.findResources('AWS::ApiGatewayV2::Authorizer'));
-      for (const route of routes)
-        expect(route.Properties).toMatchObject({
-          AuthorizationType: 'JWT',
-          AuthorizerId: { Ref: authorizerId },
-        });
+    const routes = () =>
+      Object.values(template.findResources('AWS::ApiGatewayV2::Route') as Record<string, Resource>).map(
+        (r) => r.Properties,
+      );
+
+    it('puts every /api route behind the Cognito JWT authorizer, and only the page without it', () => {
+      const [authorizerId, ...others] = Object.keys(template.findResources('AWS::ApiGatewayV2::Authorizer'));
+      expect(others).toHaveLength(0);
+      expect(
+        routes()
+          .map((r) => r.RouteKey)
+          .sort(),
+      ).toEqual(['ANY /api/{proxy+}', 'GET /', 'GET /assets/{proxy+}', 'GET /config.json']);
+      for (const route of routes()) {
+        const key = String(route.RouteKey);
+        if (key.split(' ')[1]!.startsWith('/api'))
+          expect(route).toMatchObject({ AuthorizationType: 'JWT', AuthorizerId: { Ref: authorizerId } });
+        else {
+          expect(['GET /', 'GET /assets/{proxy+}', 'GET /config.json']).toContain(key);
+          expect(route.AuthorizationType).toBe('NONE');
+          expect(route.AuthorizerId).toBeUndefined();
+        }
+      }
       template.hasResourceProperties('AWS::ApiGatewayV2::Authorizer', {
         AuthorizerType: 'JWT',
         IdentitySource: ['$request.header.Authorization'],
@@ -351,12 +427,31 @@ describe('ServiceStack', () => {
       });
     });
 
-    it('routes GET /api/sources to the api function', () => {
-      template.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: 'GET /api/sources' });
+    it('routes every path to the api function', () => {
+      const integrations = Object.keys(template.findResources('AWS::ApiGatewayV2::Integration'));
+      expect(integrations).toHaveLength(1);
       template.hasResourceProperties('AWS::ApiGatewayV2::Integration', {
         IntegrationType: 'AWS_PROXY',
         IntegrationUri: { 'Fn::GetAtt': [logicalId(service.api, 'function'), 'Arn'] },
       });
+      for (const route of routes())
+        expect(route.Target).toEqual({ 'Fn::Join': ['', ['integrations/', { Ref: integrations[0] }]] });
+    });
+
+    it("sends Cognito back to the page's own URL, with no dependency cycle in the template", () => {
+      const [client] = Object.values(template.findResources('AWS::Cognito::UserPoolClient')) as Resource[];
+      const api = service.getLogicalId(service.httpApi.node.defaultChild as CfnElement);
+      const callbacks = JSON.stringify(client!.Properties.CallbackURLs);
+      expect(callbacks).toContain(`"Fn::GetAtt":["${api}","ApiEndpoint"]`);
+      // No cycle: Template.fromJSON (synth above) refuses a template with one ("Template is undeployable, these
+      // resources have a dependency cycle"), which is what a callback URL naming the API would cause if the API
+      // needed the client (a defaultAuthorizer). The chain CloudFormation follows instead: API, client, authorizer.
+      const refs = (id: string) => JSON.stringify(resources[id]!.Properties);
+      const clientId = service.getLogicalId(service.webClient.node.defaultChild as CfnElement);
+      const [authorizerId] = Object.keys(template.findResources('AWS::ApiGatewayV2::Authorizer'));
+      expect(refs(clientId)).toContain(`"${api}"`);
+      expect(refs(authorizerId!)).toContain(`"${clientId}"`);
+      expect(refs(api)).not.toContain(`"${clientId}"`);
     });
 
     it('logs access and throttles the stage', () => {
@@ -375,19 +470,34 @@ describe('ServiceStack', () => {
       });
     });
 
-    it('has a web client with no secret on the authorization code flow, back to localhost unless told otherwise', () => {
+    it("has a web client with no secret on the authorization code flow, back to the page's URL and any others given", () => {
       const client = {
         GenerateSecret: false,
         AllowedOAuthFlows: ['code'],
         AllowedOAuthFlowsUserPoolClient: true,
       };
+      const page = {
+        'Fn::Join': [
+          '',
+          [
+            {
+              'Fn::GetAtt': [
+                service.getLogicalId(service.httpApi.node.defaultChild as CfnElement),
+                'ApiEndpoint',
+              ],
+            },
+            '/',
+          ],
+        ],
+      };
       template.hasResourceProperties('AWS::Cognito::UserPoolClient', {
         ...client,
-        CallbackURLs: ['http://localhost:3000/'],
+        CallbackURLs: [page],
+        LogoutURLs: [page],
       });
       configured.template.hasResourceProperties('AWS::Cognito::UserPoolClient', {
         ...client,
-        CallbackURLs: ['https://mail.example.com/callback', 'http://localhost:3000/'],
+        CallbackURLs: [page, 'https://mail.example.com/callback', 'http://localhost:3000/'],
       });
     });
   });

@@ -64,6 +64,26 @@ describe('StorageStack', () => {
     expect(gsis.map((g) => g.IndexName).sort()).toEqual(['GSI1', 'GSI2', 'GSI3']);
   });
 
+  it('expires the attachments the web API extracts for downloads after a day, and nothing else by that rule', () => {
+    const rawMail = (
+      template.toJSON() as {
+        Resources: Record<string, { Properties: { LifecycleConfiguration: { Rules: unknown[] } } }>;
+      }
+    ).Resources.MailStoreRawMail90D1FC57!;
+    expect(rawMail.Properties.LifecycleConfiguration.Rules).toEqual([
+      expect.objectContaining({ NoncurrentVersionExpiration: { NoncurrentDays: 30 }, Status: 'Enabled' }),
+      {
+        Id: 'ExtractedAttachments',
+        Prefix: 'attachments/',
+        ExpirationInDays: 1,
+        NoncurrentVersionExpiration: { NoncurrentDays: 1 },
+        Status: 'Enabled',
+      },
+    ]);
+    // The raw messages' prefix is not under it.
+    expect('raw/a/b.eml'.startsWith('attachments/')).toBe(false);
+  });
+
   it('pins the logical IDs of stateful resources (renaming one would replace the data)', () => {
     expect(Object.keys(template.findResources('AWS::S3::Bucket')).sort()).toEqual([
       'MailStoreAccessLogs5B64787B',

@@ -11,6 +11,7 @@ import { keys } from '../../functions/adapters/dynamodb/keys';
 import { ensureTable } from '../../functions/local/emulators';
 import type { MailLab } from './mail-lab';
 import { TestTributary } from './tributary';
+import { PAGE_ASSETS_DIR, writePageAssets } from '../../functions/web/page-assets';
 
 /**
  * The Lambda handlers as Lambda runs them: each entry bundled by esbuild with the options of the service stack's
@@ -124,6 +125,8 @@ export async function buildHandlers(): Promise<{
       }),
     ),
   );
+  // The API function carries the page pre-built beside its handler, as the stack's bundling writes it.
+  await writePageAssets(path.join(dir, 'api', PAGE_ASSETS_DIR));
   // esbuild's service process would outlive the test file otherwise; the next build starts another.
   await stopEsbuild();
   fs.writeFileSync(path.join(dir, 'runner.cjs'), RUNNER);
@@ -347,6 +350,11 @@ export async function handlerTable(): Promise<{ table: string; env: Record<strin
       SECRETS_PREFIX: TEST_SECRETS_PREFIX,
       POWERTOOLS_SERVICE_NAME: 'tributary',
       POWERTOOLS_METRICS_NAMESPACE: 'Tributary',
+      // The API function's sign-in settings (a user pool and app client of no real stack).
+      USER_POOL_ISSUER: 'https://cognito-idp.us-east-1.amazonaws.com/us-east-1_TestPool',
+      USER_POOL_CLIENT_ID: 'test-page-client',
+      COGNITO_DOMAIN: 'https://tributary-test.auth.us-east-1.amazoncognito.com',
+      REDIRECT_URI: 'https://api.example.com/',
     },
   };
 }

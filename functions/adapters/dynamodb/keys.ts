@@ -40,6 +40,14 @@ export const keys = {
   duePk: 'DUE',
   dueSk: (dueAt: number, sourceId: string) =>
     `${String(Math.max(0, Math.floor(dueAt))).padStart(15, '0')}#${sourceId}`,
+  /**
+   * The unread entries of the merged inbox (issue #15): a sparse partition of GSI2 (the source inbox index), which
+   * only content registry items use under this key, with the merged inbox sort key. No source partition is
+   * `UNREAD` (those are `SRC#<slug>`), so the two uses never meet.
+   */
+  unreadPk: 'UNREAD',
+  /** A removal from the inbox (who, when), in the content's partition beside its registry item. */
+  inboxRemovalSk: (at: string) => `REMOVED#${at}`,
   /** Sorts after every dueSk of a time at or before `now`. */
   dueUpTo: (now: number) => `${String(Math.max(0, Math.floor(now))).padStart(15, '0')}#~`,
 } as const;

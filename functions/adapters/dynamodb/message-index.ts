@@ -433,6 +433,9 @@ export class DynamoMessageIndex implements MessageIndex {
                 via,
                 [TABLE.indexes.inbox.partitionKey]: keys.inboxPk,
                 [TABLE.indexes.inbox.sortKey]: inboxSk,
+                // A new merged entry is unread: in the sparse unread partition (adapters/dynamodb/inbox.ts).
+                [TABLE.indexes.sourceInbox.partitionKey]: keys.unreadPk,
+                [TABLE.indexes.sourceInbox.sortKey]: inboxSk,
               },
               ConditionExpression: 'attribute_not_exists(PK) OR refs <= :zero',
               ExpressionAttributeValues: { ':zero': 0 },
@@ -1211,7 +1214,7 @@ function sortKeyOf(item: TransactItems[number] | undefined): string {
  * A merged inbox entry: a content registry item with every place its bytes came through, or a message item
  * committed before the registry existed (one place). The entry is named after a place that still holds it.
  */
-function toMergedRecord(item: Item): MessageRecord {
+export function toMergedRecord(item: Item): MessageRecord {
   const record = toRecord(item);
   if (item.type !== 'content')
     return { ...record, via: [{ sourceId: record.sourceId, identity: record.identity }] };
