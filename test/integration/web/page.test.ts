@@ -516,11 +516,13 @@ describe('the page, served by tributary serve over synced mail', () => {
     await watch.context.close();
   });
 
-  (SCREENSHOTS ? it : it.skip)('writes the inbox screenshot for the README', async () => {
-    const watch = await openPage({ allow: [], viewport: { width: 1200, height: 640 } });
-    await watch.page.screenshot({ path: path.join(SHOTS_DIR, 'inbox.png') });
-    await watch.context.close();
-  });
+  // Only defined when asked for (not a skipped test in every other run).
+  if (SCREENSHOTS)
+    it('writes the inbox screenshot for the README', async () => {
+      const watch = await openPage({ allow: [], viewport: { width: 1200, height: 640 } });
+      await watch.page.screenshot({ path: path.join(SHOTS_DIR, 'inbox.png') });
+      await watch.context.close();
+    });
 });
 
 /**
