@@ -159,20 +159,31 @@ export interface Lease {
   expiresAt: number;
 }
 
-/** The DynamoDB side: message items, identities, counters, folder state, leases, run status. */
-export interface MessageIndex {
+/*
+ * The index, as narrow ports (one reason to change each). The engine asks for the ones it uses; an adapter (DynamoDB,
+ * the embedded SQLite store) implements all of them, and `MessageIndex` names the whole set.
+ */
+
+/** The source's lease: one holder at a time, with a fencing number every state write checks. */
+export interface SourceLeases {
   /** Takes the source's lease if free or expired; undefined when another run holds it. */
   acquireLease(sourceId: string, holder: string, ttlMs: number, now: number): Promise<Lease | undefined>;
   /** Extends our lease; throws LeaseLostError when it was taken over. */
   renewLease(lease: Lease, ttlMs: number, now: number): Promise<Lease>;
   releaseLease(lease: Lease): Promise<void>;
+}
 
+/** IMAP folder checkpoints (UIDVALIDITY, the UID committed through). */
+export interface FolderCheckpoints {
   getFolderState(sourceId: string, folder: string): Promise<FolderState | undefined>;
   /** Writes the checkpoint only while `lease` is still ours. */
   saveFolderState(lease: Lease, state: FolderState): Promise<void>;
+}
 
+/** Which upstream identities are committed, and the commit itself (message, content entry, registry, counters). */
+export interface MessageCommits {
   /**
-   * Identity keys committed for the source that start with `prefix` (strongly consistent, base table),
+   * Identity keys committed for the source that start with `prefix` (strongly consistent),
    * optionally only those sorting at or after `from`.
    */
   committedIdentities(sourceId: string, prefix: string, from?: string): Promise<Set<string>>;
@@ -181,7 +192,6 @@ export interface MessageIndex {
     sourceId: string,
     contentSha256: string,
   ): Promise<Array<{ identity: string; target: string }>>;
-
   /**
    * Commits the message item, its content-hash entry, its reference in the content registry and the source counters
    * in one transaction, conditional on the identity being new and the lease still ours. 'exists' when it was already
@@ -197,24 +207,21 @@ export interface MessageIndex {
     target: string,
     contentSha256: string,
   ): Promise<'committed' | 'exists'>;
-
-  /** The run's status; only while `lease` is still ours (LeaseLostError otherwise: the successor's stays). */
-  recordRun(lease: Lease, report: SourceRunReport, now: number): Promise<void>;
-  listInbox(options: {
-    sourceId?: string;
-    limit: number;
-    cursor?: string;
-  }): Promise<{ items: MessageRecord[]; cursor?: string }>;
-  /** Every message of a source (not aliases), in identity order. */
-  sourceMessages(sourceId: string): AsyncIterable<MessageRecord>;
-
   /**
-   * The committed copy behind each identity (strongly consistent, base table): the message item itself, or an
+   * The committed copy behind each identity (strongly consistent): the message item itself, or an
    * alias's target. Identities with no committed item are absent from the map.
    */
   lookup(sourceId: string, identities: string[]): Promise<Map<string, StoredCopy>>;
-  /** What the source occupies in the store (the counters committed with every message). */
-  inboxUsage(sourceId: string): Promise<InboxUsage>;
+}
+
+/** The outcome of each run, for the status pages and the back-off. */
+export interface RunStatusLog {
+  /** The run's status; only while `lease` is still ours (LeaseLostError otherwise: the successor's stays). */
+  recordRun(lease: Lease, report: SourceRunReport, now: number): Promise<void>;
+}
+
+/** The audit trail: intents written before an action, completed after it (the durability contract's rule 3). */
+export interface ActionJournal {
   /** Writes audit records as `intent`, with a pending marker each, while `lease` is ours. Before the action. */
   beginActions(lease: Lease, records: AuditRecord[]): Promise<void>;
   /**
@@ -231,6 +238,16 @@ export interface MessageIndex {
     }>,
     now: number,
   ): Promise<void>;
+  /** Intents not yet completed: left by a run that stopped between an action and its completion. */
+  pendingActions(sourceId: string): Promise<AuditRecord[]>;
+  /** The audit trail of a source, oldest first, from `since` (ISO 8601) on. */
+  auditTrail(sourceId: string, since?: string): AsyncIterable<AuditRecord>;
+}
+
+/** What a source occupies in the store, and giving a stored copy up (the inbox cap). */
+export interface StoredCopies {
+  /** What the source occupies in the store (the counters committed with every message). */
+  inboxUsage(sourceId: string): Promise<InboxUsage>;
   /**
    * Turns a stored message into an evicted tombstone (out of the inbox, counters down, identity kept so it is not
    * fetched again); 'already' when it was evicted before. The object is deleted by the caller afterwards.
@@ -241,6 +258,10 @@ export interface MessageIndex {
    * may be deleted only then, since other sources' items may share the bytes (decision 0007).
    */
   objectUnreferenced(object: { key: string; sha256: string }): Promise<boolean>;
+}
+
+/** Messages that failed on their own: attempts, set aside, asked to be retried. */
+export interface FailureRecords {
   /** The messages of a source that failed on their own, set aside or still being retried (strongly consistent). */
   messageFailures(sourceId: string): Promise<MessageFailure[]>;
   /** Writes one message's failure record (attempts, reason, set aside or not) while `lease` is ours. */
@@ -253,11 +274,55 @@ export interface MessageIndex {
    * Returns how many were marked.
    */
   retryMessages(sourceId: string, identities?: string[]): Promise<number>;
-  /** Intents not yet completed: left by a run that stopped between an action and its completion. */
-  pendingActions(sourceId: string): Promise<AuditRecord[]>;
-  /** The audit trail of a source, oldest first, from `since` (ISO 8601) on. */
-  auditTrail(sourceId: string, since?: string): AsyncIterable<AuditRecord>;
 }
+
+/** The stored messages, for the CLI's listings and export. */
+export interface SourceMessages {
+  /** Newest first; with `sourceId`, one source's own messages, else the merged inbox. */
+  listInbox(options: {
+    sourceId?: string;
+    limit: number;
+    cursor?: string;
+  }): Promise<{ items: MessageRecord[]; cursor?: string }>;
+  /** Every message of a source (not aliases), in identity order. */
+  sourceMessages(sourceId: string): AsyncIterable<MessageRecord>;
+}
+
+/** A source's counters and last run, as the status pages show them. */
+export interface SourceSummary {
+  sourceId: string;
+  messages: number;
+  bytes: number;
+  lastRun?: {
+    at: string;
+    outcome: string;
+    fetched: number;
+    deletedUpstream?: number;
+    evicted?: number;
+    upstreamUsage?: SourceRunReport['upstreamUsage'];
+    notes?: string[];
+    error?: { code: string; message: string };
+  };
+  consecutiveFailures: number;
+}
+
+/** Read-only status of a source, for people: counters, last run, the lease as stored. */
+export interface SourceStatus {
+  summary(sourceId: string): Promise<SourceSummary>;
+  /** The source's lease as stored (holder, fence, until when), or undefined if never taken. */
+  leaseState(sourceId: string): Promise<Lease | undefined>;
+}
+
+/** Every index port: what an index adapter implements. */
+export type MessageIndex = SourceLeases &
+  FolderCheckpoints &
+  MessageCommits &
+  RunStatusLog &
+  ActionJournal &
+  StoredCopies &
+  FailureRecords &
+  SourceMessages &
+  SourceStatus;
 
 export interface Credentials {
   /** The upstream password for a source; throws SECRET_MISSING naming where it looked. */

@@ -3,7 +3,7 @@ import { describeError, TributaryError } from '../core/errors';
 import type { AuditRecord, MessageFailure, Source } from '../core/model';
 import type { InboxReader, InboxWriter, Logger, RawMailStore } from '../core/ports';
 import type { SourceSchedule } from '../core/schedule';
-import type { SourceSummary } from '../adapters/dynamodb/message-index';
+import type { SourceSummary } from '../core/ports';
 import { onlyHosts, refuseCrossSite, type Authenticator, type WebVariables } from './auth';
 import type { MessagePage, PageConfig, SourceStatus } from './contract';
 import { downloadHeaders, safeFilename, type DownloadLinks, type LocalDownloadLinks } from './downloads';

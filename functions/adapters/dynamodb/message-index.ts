@@ -24,7 +24,9 @@ import type {
 } from '../../core/model';
 import { identityKey } from '../../core/model';
 import type { InboxUsage, StoredCopy } from '../../core/policies';
-import type { CommitOutcome, Lease, MessageIndex } from '../../core/ports';
+import type { CommitOutcome, Lease, MessageIndex, SourceSummary } from '../../core/ports';
+
+export type { SourceSummary } from '../../core/ports';
 import { keys } from './keys';
 import { TABLE } from './table';
 import { GroupCommitter, KeyedSerialQueue } from './write-queue';
@@ -73,23 +75,6 @@ function isConflict(err: unknown): boolean {
 
 function conflictDelayMs(attempt: number): number {
   return Math.min(1000, 20 * 2 ** attempt) * (0.5 + Math.random() / 2);
-}
-
-export interface SourceSummary {
-  sourceId: string;
-  messages: number;
-  bytes: number;
-  lastRun?: {
-    at: string;
-    outcome: string;
-    fetched: number;
-    deletedUpstream?: number;
-    evicted?: number;
-    upstreamUsage?: SourceRunReport['upstreamUsage'];
-    notes?: string[];
-    error?: { code: string; message: string };
-  };
-  consecutiveFailures: number;
 }
 
 /**
