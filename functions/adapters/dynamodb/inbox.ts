@@ -12,7 +12,8 @@ import { StorageError, TributaryError } from '../../core/errors';
 import type { MessageRecord } from '../../core/model';
 import type { InboxEntry, InboxQuery, InboxReader, InboxWriter } from '../../core/ports';
 import { keys } from './keys';
-import { toMergedRecord } from './message-index';
+import { readOrFail } from './fencing';
+import { toMergedRecord } from './records';
 import { TABLE } from './table';
 
 type Item = Record<string, unknown>;
@@ -140,7 +141,7 @@ export class DynamoInbox implements InboxReader, InboxWriter {
     let examined = 0;
     for (;;) {
       const want = Math.min(walk.filtered ? FILTER_PAGE : limit - entries.length, FILTER_BUDGET - examined);
-      const out = await this.read('query', () =>
+      const out = await readOrFail('query', () =>
         this.db.send(
           new QueryCommand({
             TableName: this.tableName,
@@ -261,7 +262,7 @@ export class DynamoInbox implements InboxReader, InboxWriter {
         if (attempt > RETRIES)
           throw new StorageError('DynamoDB kept content registry keys unprocessed: the table is throttled');
         if (attempt > 0) await sleep(Math.min(1000, 25 * 2 ** attempt));
-        const out = await this.read('batch-get', () =>
+        const out = await readOrFail('batch-get', () =>
           this.db.send(new BatchGetCommand({ RequestItems: { [this.tableName]: { Keys: pending } } })),
         );
         for (const item of out.Responses?.[this.tableName] ?? []) found.set(String(item.sha256), item);
@@ -279,7 +280,7 @@ export class DynamoInbox implements InboxReader, InboxWriter {
       parsed.kind === 'content'
         ? { PK: keys.registryPk(parsed.sha256), SK: keys.registrySk }
         : { PK: keys.sourcePk(parsed.sourceId), SK: keys.messageSk(parsed.identity) };
-    const { Item } = await this.read('get', () =>
+    const { Item } = await readOrFail('get', () =>
       this.db.send(new GetCommand({ TableName: this.tableName, Key, ConsistentRead: true })),
     );
     if (!Item) return undefined;
@@ -438,14 +439,5 @@ export class DynamoInbox implements InboxReader, InboxWriter {
       }
     }
     return true;
-  }
-
-  private async read<T>(what: string, run: () => Promise<T>): Promise<T> {
-    try {
-      return await run();
-    } catch (err) {
-      if (err instanceof TributaryError) throw err;
-      throw new StorageError(`DynamoDB ${what} failed: ${(err as Error).message}`, { cause: err });
-    }
   }
 }

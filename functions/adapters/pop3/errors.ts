@@ -1,21 +1,7 @@
 import { UpstreamError, type ErrorCode } from '../../core/errors';
 import type { Source } from '../../core/model';
+import { HOSTNAME_MISMATCH, UNTRUSTED_CERT_CODES } from '../common/cert-errors';
 import { printable } from './reader';
-
-/** Certificate chain problems: the server may be fine, but nothing proves it is who it claims. */
-const UNTRUSTED = new Set([
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'CERT_UNTRUSTED',
-  'CERT_HAS_EXPIRED',
-  'CERT_NOT_YET_VALID',
-  'CERT_REVOKED',
-  'CERT_SIGNATURE_FAILURE',
-  'INVALID_CA',
-]);
 
 /** Socket-level codes that are about the network, even while a TLS handshake is running. */
 const NETWORK = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'EHOSTUNREACH', 'ENETUNREACH']);
@@ -75,13 +61,13 @@ export function pop3Error(err: unknown, ctx: ErrorContext): UpstreamError {
       `nothing accepts connections on ${at}: check "host" and "port" (POP3S is usually 995, POP3 110)`,
       true,
     );
-  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID')
+  if (code === HOSTNAME_MISMATCH)
     return make(
       'TLS_HOSTNAME_MISMATCH',
       `the certificate of ${at} is not valid for the name ${source.servername ?? source.host} (${detail}): connect by the name the certificate carries, or set "servername"`,
       false,
     );
-  if (UNTRUSTED.has(code))
+  if (UNTRUSTED_CERT_CODES.has(code))
     return make(
       'TLS_CERT_UNTRUSTED',
       `the certificate of ${at} is not trusted (${code}): if the server uses a private CA, give its certificate as "caFile"`,

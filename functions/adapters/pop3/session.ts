@@ -5,6 +5,8 @@ import Pop3Command from 'node-pop3';
 import { MessageError, UpstreamError } from '../../core/errors';
 import type { Source } from '../../core/model';
 import type { Bytes, ConnectOptions, Pop3Listing, Pop3Session, TlsInfo } from '../../core/ports';
+import { runawayBytes } from '../common/sizes';
+import { trustOptions } from '../common/tls';
 import { Pop3Refusal, pop3Error, serverText, where } from './errors';
 import { Pop3Reader, printable, startsWith, type BodyStream, type ReaderLimits, type Status } from './reader';
 
@@ -18,8 +20,6 @@ const MAX_TOP_BYTES = 8 * 1024 * 1024;
  * (our frame, node-pop3's stream, the text), so an endless one must stop early: at 64 MB it cost ~70 MB of memory.
  */
 const MAX_LISTING_BYTES = 16 * 1024 * 1024;
-/** Past this many bytes a RETR answer is given up on, session and all: it may never end. */
-const runawayBytes = (announced: number) => 2 * announced + 1024 * 1024;
 const CR = 0x0d;
 const LF = 0x0a;
 
@@ -732,9 +732,8 @@ class NodePop3Session implements Pop3Session {
   private tlsOptions(): tls.ConnectionOptions {
     const name = this.source.servername ?? this.source.host;
     return {
-      ...(this.source.ca ? { ca: [...tls.rootCertificates, this.source.ca] } : {}),
+      ...trustOptions(this.source),
       servername: net.isIP(name) ? '' : name,
-      rejectUnauthorized: true,
       checkServerIdentity: (_host, cert) => tls.checkServerIdentity(name, cert),
     };
   }
@@ -820,9 +819,11 @@ class NodePop3Session implements Pop3Session {
         true,
       );
     const greeted = said ? `it greeted with "${said}"` : 'its first line is not a POP3 greeting';
+    // An IMAP greeting answers at once: the port (or "protocol") is the wrong one, no need to wait for a timeout.
+    const imap = /^\* (OK|PREAUTH|BYE)\b/i.test(said) ? ', which looks like an IMAP server' : '';
     return new UpstreamError(
       'NOT_THAT_PROTOCOL',
-      `${where(this.source)} does not speak POP3 (${greeted}): check "port" and "protocol" (POP3S is usually 995, POP3 110)`,
+      `${where(this.source)} does not speak POP3 (${greeted}${imap}): check "port" and "protocol" (POP3S is usually 995, POP3 110)`,
       false,
     );
   }

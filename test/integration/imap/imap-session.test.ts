@@ -52,6 +52,26 @@ describe('certificate errors name the certificate problem, with implicit TLS and
   });
 });
 
+describe('an IMAP source pointed at a POP3 port', () => {
+  it.each([
+    ['none', () => lab.info.ports.pop3],
+    ['starttls', () => lab.info.ports.pop3],
+    ['implicit', () => lab.info.ports.pop3s],
+  ] as const)(
+    'fails at once, not at the greeting timeout, saying it looks like a POP3 server (tls %s)',
+    async (tls, port) => {
+      const user = lab.createUser('imapatpop');
+      const source = t.source(user, 'imap', tls, { port: port() });
+      const started = Date.now();
+      // The greeting timeout is 10 s: a POP3 greeting must not be waited out (a bound, not a benchmark).
+      const err = await failure(openImapSession(source, user.password, { timeoutMs: 10_000 }));
+      expect(Date.now() - started).toBeLessThan(3000);
+      expect(err).toMatchObject({ name: 'UpstreamError', code: 'NOT_THAT_PROTOCOL', retryable: false });
+      expect((err as Error).message).toMatch(/does not speak IMAP: it greets like a POP3 server/);
+    },
+  );
+});
+
 describe('headerBlocks against Dovecot: the proof before a delete', () => {
   const ascii = (subject: string) =>
     Buffer.from(

@@ -394,6 +394,26 @@ describe('POP3 against Dovecot: errors a person can act on', () => {
     });
   });
 
+  it.each([
+    ['none', lab.info.ports.imap],
+    ['starttls', lab.info.ports.imap],
+    ['implicit', lab.info.ports.imaps],
+  ] as const)(
+    'says at once, not after the timeout, that the IMAP port looks like an IMAP server (tls %s)',
+    async (mode, port) => {
+      const started = Date.now();
+      const err = await failure(source(user, { tls: mode, port }));
+      // The timeout is 10 s: a greeting that is IMAP's must not be waited out (a bound, not a benchmark).
+      expect(Date.now() - started).toBeLessThan(3000);
+      expect(err).toMatchObject({
+        name: 'UpstreamError',
+        code: 'NOT_THAT_PROTOCOL',
+        retryable: false,
+        message: expect.stringMatching(/does not speak POP3 .*looks like an IMAP server/),
+      });
+    },
+  );
+
   it('says TLS_FAILED for implicit TLS on the plain POP3 port', async () => {
     expect(await failure(source(user, { tls: 'implicit', port: lab.info.ports.pop3 }))).toMatchObject({
       code: 'TLS_FAILED',
