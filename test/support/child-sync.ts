@@ -4,9 +4,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Source } from '../../functions/core/model';
+import type { StoreKind } from './tributary';
 
 /**
- * Starts test/support/sync-child.ts for `source` in its own process (for kill and memory tests). `onLine` sees each
+ * Starts test/support/sync-child.ts for `source` in its own process (for kill and memory tests), on the parent's
+ * store when `options.store` names it (an embedded store: the same data folder, as local mode's processes share one). `onLine` sees each
  * line it prints: `committed N` per commit, `lease F`, `checkpoint UID`, `status F AT` (see sync-child.ts) and a
  * final `report {...}`.
  */
@@ -31,6 +33,11 @@ export function spawnChildSync(
      * garbage collection every `liveSampleMs`: what the sync keeps, without the garbage RSS also counts.
      */
     liveSampleMs?: number;
+    /**
+     * The store the child syncs into: the parent's (`t.storeSpec`), so both see the same data. Default: what
+     * TRIBUTARY_TEST_STORE and TRIBUTARY_TEST_DATA_DIR say (DynamoDB Local and s3rver unless set).
+     */
+    store?: { store: StoreKind; dataDir?: string };
   },
 ): {
   child: ChildProcess;
@@ -54,6 +61,12 @@ export function spawnChildSync(
         TRIBUTARY_CHILD_STORE_DELAY_MS: String(options.storeDelayMs ?? 0),
         TRIBUTARY_CHILD_STATUS_DELAY_MS: String(options.statusDelayMs ?? 0),
         TRIBUTARY_CHILD_LIVE_SAMPLE_MS: String(options.liveSampleMs ?? 0),
+        ...(options.store
+          ? {
+              TRIBUTARY_TEST_STORE: options.store.store,
+              TRIBUTARY_TEST_DATA_DIR: options.store.dataDir ?? '',
+            }
+          : {}),
       },
       stdio: ['ignore', 'pipe', 'inherit'],
     },

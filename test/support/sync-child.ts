@@ -1,18 +1,19 @@
 /**
  * A sync in its own process, for kill tests: `node --import tsx test/support/sync-child.ts <source.json>`.
  * The password comes from TRIBUTARY_CHILD_PASSWORD; it prints one line per committed message so the parent
- * can kill it at a chosen point of the work.
+ * can kill it at a chosen point of the work. The store is the one TRIBUTARY_TEST_STORE and TRIBUTARY_TEST_DATA_DIR
+ * name (child-sync.ts sets them to the parent's): DynamoDB Local and s3rver, or the embedded store's data folder.
  */
 import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MailLab } from './mail-lab';
-import { TestTributary } from './tributary';
+import { storeKindFromEnv, TestTributary } from './tributary';
 import type { Source } from '../../functions/core/model';
 import type { MessageIndex, RawMailStore } from '../../functions/core/ports';
 
 async function run(): Promise<void> {
   const source = JSON.parse(fs.readFileSync(process.argv[2]!, 'utf8')) as Source;
-  const t = new TestTributary(MailLab.fromEnv());
+  const t = new TestTributary(MailLab.fromEnv(), { store: storeKindFromEnv() });
   t.passwords.set(source.id, process.env.TRIBUTARY_CHILD_PASSWORD!);
   // TRIBUTARY_CHILD_CLOCK_OFFSET_MS: the run believes it is this much later (delete-after-days under kills).
   const offset = Number(process.env.TRIBUTARY_CHILD_CLOCK_OFFSET_MS ?? 0);

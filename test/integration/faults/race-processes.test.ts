@@ -1,13 +1,11 @@
 import type { ChildProcess } from 'node:child_process';
-import { GetCommand } from '@aws-sdk/lib-dynamodb';
-import { keys } from '../../../functions/adapters/dynamodb/keys';
 import type { Source } from '../../../functions/core/model';
 import { spawnChildSync } from '../../support/child-sync';
 import { bulkCorpus } from '../../support/corpus';
 import { uniform } from '../../support/fault-proxy';
 import { MailLab } from '../../support/mail-lab';
 import { Reconciler } from '../../support/reconciler';
-import { TestTributary } from '../../support/tributary';
+import { STORE_KINDS, TestTributary, type StoreKind } from '../../support/tributary';
 
 /**
  * Syncs of one source in separate processes, with a short lease, while the parent freezes the lease holder
@@ -15,15 +13,27 @@ import { TestTributary } from '../../support/tributary';
  * the frozen run wakes up in the middle of its work holding a lease that is no longer its own. A slow S3 (every put
  * waits) keeps each run going long enough to be frozen mid-run. Nothing may be lost or stored twice, the per-source
  * counters must equal the items, and the run status must be the newest run's, never a stale run's.
+ *
+ * On both stores: DynamoDB Local and s3rver, and the embedded store, where the processes share one data folder (one
+ * SQLite file, one mail folder) as local mode's processes do (`npm start` and a CLI sync); the embedded runs are
+ * CI-sized.
  */
 const lab = MailLab.fromEnv();
-const t = new TestTributary(lab);
-afterAll(() => t.close());
 
 const LEASE_MS = 1200;
-const RACE_MS = Number(
-  process.env.TRIBUTARY_RACE_PROCESS_MS ?? (process.env.TRIBUTARY_TORTURE ? 120_000 : 20_000),
-);
+const RACE_MS: Record<StoreKind, number> = {
+  dynamodb: Number(
+    process.env.TRIBUTARY_RACE_PROCESS_MS ?? (process.env.TRIBUTARY_TORTURE ? 120_000 : 20_000),
+  ),
+  embedded: Number(
+    process.env.TRIBUTARY_RACE_PROCESS_MS ?? (process.env.TRIBUTARY_TORTURE ? 120_000 : 15_000),
+  ),
+};
+/**
+ * How long each raw put of a racer waits first: long enough that runs are still at work when frozen. The embedded
+ * store commits in microseconds where DynamoDB Local takes milliseconds, so its runs need the slower puts.
+ */
+const STORE_DELAY_MS: Record<StoreKind, number> = { dynamodb: 250, embedded: 600 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Racer {
@@ -38,19 +48,12 @@ interface Racer {
 }
 
 /** The source's run status as stored, and which run wrote it (by its `at`, which each child prints with its fence). */
-async function statusAt(sourceId: string): Promise<number | undefined> {
-  const { Item } = await t.clients.documents.send(
-    new GetCommand({
-      TableName: t.table,
-      Key: { PK: keys.sourcePk(sourceId), SK: keys.statusSk },
-      ConsistentRead: true,
-    }),
-  );
-  const at = (Item?.lastRun as { at?: string } | undefined)?.at;
+async function statusAt(t: TestTributary, sourceId: string): Promise<number | undefined> {
+  const at = (await t.index.summary(sourceId)).lastRun?.at;
   return at === undefined ? undefined : Date.parse(at);
 }
 
-async function exactCounters(sourceId: string) {
+async function exactCounters(t: TestTributary, sourceId: string) {
   const stored = await t.stored(sourceId);
   const summary = await t.index.summary(sourceId);
   return {
@@ -59,12 +62,18 @@ async function exactCounters(sourceId: string) {
   };
 }
 
-describe.each([
-  ['imap', { mode: 'keep' }],
-  ['pop3', { mode: 'delete-on-retrieve' }],
-] as const)(
-  'syncs of one %s source (%j) in racing processes, the lease holder frozen past its lease',
-  (protocol, retention) => {
+describe.each(
+  STORE_KINDS.flatMap((kind) => [
+    [kind, 'imap', { mode: 'keep' }] as const,
+    [kind, 'pop3', { mode: 'delete-on-retrieve' }] as const,
+  ]),
+)(
+  'on the %s store, syncs of one %s source (%j) in racing processes, the lease holder frozen past its lease',
+  (kind, protocol, retention) => {
+    const t = new TestTributary(lab, { store: kind });
+    afterAll(() => t.close());
+    const raceMs = RACE_MS[kind];
+
     it(
       'leases are taken over mid-run: 0 lost, 0 duplicated, exact counters, the newest run status',
       async () => {
@@ -102,8 +111,9 @@ describe.each([
           };
           const { child, exited } = spawnChildSync(source, user.password, {
             leaseMs: LEASE_MS,
+            store: t.storeSpec,
             checkpointEvery: 10,
-            storeDelayMs: 250,
+            storeDelayMs: STORE_DELAY_MS[kind],
             onLine: (line) => {
               const lease = /^lease (\d+)/.exec(line);
               if (lease) {
@@ -137,7 +147,7 @@ describe.each([
           });
         };
 
-        const end = Date.now() + RACE_MS;
+        const end = Date.now() + raceMs;
         let appended = 0;
         let nextMail = Date.now();
         while (Date.now() < end) {
@@ -159,7 +169,7 @@ describe.each([
         expect(racers.filter((r) => !r.exited)).toEqual([]);
 
         // The status now is the one the newest run that wrote one wrote: no stale run wrote over it.
-        const at = await statusAt(source.id);
+        const at = await statusAt(t, source.id);
         const writtenBy = at === undefined ? undefined : statusBy.get(at);
         const newestWriter = Math.max(...statusBy.values());
         const outcomes: Record<string, number> = {};
@@ -181,24 +191,27 @@ describe.each([
           if (!r.fetched && !r.deletedUpstream) break;
         }
         const result = await reconciler.finish(t, source.id);
-        const counters = await exactCounters(source.id);
+        const counters = await exactCounters(t, source.id);
         console.log(
-          `[reliability] race-processes ${protocol} ${retention.mode}: ${racers.length} processes over ${RACE_MS / 1000} s (lease ${LEASE_MS} ms, S3 put +250 ms), ${freezes} frozen past the lease, ${takeovers} leases taken over from a live process (their outcomes ${JSON.stringify(overtakenOutcomes)}); outcomes ${JSON.stringify(outcomes)}; ${appended} messages appended meanwhile; expected ${result.expected}, stored ${result.stored}, upstream ${result.upstream}: lost ${result.lost}, duplicated ${result.duplicated}, wrongly deleted ${result.wronglyDeleted}, corrupt ${result.corrupt}, unfetched ${result.unfetched}; counters ${counters.counters.messages} for ${counters.items.messages} items; status written by fence ${writtenBy} (newest writer ${newestWriter}, highest fence ${maxFence}; overtaken runs that wrote a status: ${staleWriters})`,
+          `[reliability] race-processes ${protocol} ${retention.mode}${kind === 'embedded' ? ' (embedded store, one data folder)' : ''}: ${racers.length} processes over ${raceMs / 1000} s (lease ${LEASE_MS} ms, ${kind === 'embedded' ? 'file' : 'S3'} put +${STORE_DELAY_MS[kind]} ms), ${freezes} frozen past the lease, ${takeovers} leases taken over from a live process (their outcomes ${JSON.stringify(overtakenOutcomes)}); outcomes ${JSON.stringify(outcomes)}; ${appended} messages appended meanwhile; expected ${result.expected}, stored ${result.stored}, upstream ${result.upstream}: lost ${result.lost}, duplicated ${result.duplicated}, wrongly deleted ${result.wronglyDeleted}, corrupt ${result.corrupt}, unfetched ${result.unfetched}; counters ${counters.counters.messages} for ${counters.items.messages} items; status written by fence ${writtenBy} (newest writer ${newestWriter}, highest fence ${maxFence}; overtaken runs that wrote a status: ${staleWriters})`,
         );
         expect(result).toMatchObject({ lost: 0, duplicated: 0, wronglyDeleted: 0, corrupt: 0, unfetched: 0 });
         expect(counters.counters).toEqual(counters.items);
         expect(await t.index.pendingActions(source.id)).toEqual([]);
-        // The race did happen: leases were taken over from processes still alive, mid-run.
-        expect(takeovers).toBeGreaterThanOrEqual(3);
+        // The race did happen: leases were taken over from processes still alive, mid-run (3 in 20 s, 2 in less).
+        expect(takeovers).toBeGreaterThanOrEqual(raceMs >= 20_000 ? 3 : 2);
         expect(outcomes.busy ?? 0).toBeGreaterThan(0);
         expect(writtenBy).toBe(newestWriter);
       },
-      RACE_MS + 120_000,
+      raceMs + 120_000,
     );
   },
 );
 
-describe('the run status of a run that paused past its lease', () => {
+describe.each(STORE_KINDS)('the run status of a run that paused past its lease (%s store)', (kind) => {
+  const t = new TestTributary(lab, { store: kind });
+  afterAll(() => t.close());
+
   it.each(['imap', 'pop3'] as const)(
     '%s: a stale run does not write over its successor’s status',
     async (protocol) => {
@@ -211,6 +224,7 @@ describe('the run status of a run that paused past its lease', () => {
       const statusBy = new Map<number, string>();
       const a = spawnChildSync(source, user.password, {
         leaseMs: 800,
+        store: t.storeSpec,
         statusDelayMs: 3200,
         onLine: (line) => {
           const status = /^status (\d+) (\d+)/.exec(line);
@@ -225,14 +239,14 @@ describe('the run status of a run that paused past its lease', () => {
       await sleep(1000);
       for (const m of bulkCorpus(2, 3400, { maxBytes: 5_000, attachmentRatio: 0 })) lab.deliver(user, m.raw);
       const b = await t.sync(source, { leaseTtlMs: 800 });
-      const bStatus = await statusAt(source.id);
+      const bStatus = await statusAt(t, source.id);
       if (bStatus !== undefined) statusBy.set(bStatus, 'B');
       const bNow = bStatus ?? 0;
       const aExit = await a.exited;
-      const final = await statusAt(source.id);
+      const final = await statusAt(t, source.id);
       const writer = final === undefined ? 'nobody' : (statusBy.get(final) ?? `unknown (${final})`);
       console.log(
-        `[reliability] race-processes ${protocol} stale status: A synced ${/"fetched":(\d+)/.exec(aExit.output)?.[1]} and paused 3.2 s (lease 0.8 s) before its status write; B (${b.outcome}, fetched ${b.fetched}) recorded at ${new Date(bNow).toISOString()}; the status afterwards was written by ${writer}`,
+        `[reliability] race-processes ${protocol}${kind === 'embedded' ? ' (embedded store)' : ''} stale status: A synced ${/"fetched":(\d+)/.exec(aExit.output)?.[1]} and paused 3.2 s (lease 0.8 s) before its status write; B (${b.outcome}, fetched ${b.fetched}) recorded at ${new Date(bNow).toISOString()}; the status afterwards was written by ${writer}`,
       );
       expect(aExit.code).toBe(0);
       expect(b).toMatchObject({ outcome: 'ok', fetched: 2 });

@@ -5,24 +5,32 @@ import { syncSource } from '../../../functions/core/sync';
 import { bulkCorpus } from '../../support/corpus';
 import { MailLab } from '../../support/mail-lab';
 import { Reconciler } from '../../support/reconciler';
-import { TestTributary } from '../../support/tributary';
+import { STORE_KINDS, TestTributary, type StoreKind } from '../../support/tributary';
 
 /**
  * Four syncs of one source started together, round after round, while mail arrives: the lease lets one work,
- * the others exit `busy`; the intervals in which a run held the lease never overlap; nothing is stored twice.
+ * the others exit `busy`; the intervals in which a run held the lease never overlap; nothing is stored twice. On
+ * both stores (the embedded one at CI-sized rounds).
  */
 const lab = MailLab.fromEnv();
-const t = new TestTributary(lab);
-afterAll(() => t.close());
 
-const ROUNDS = Number(process.env.TRIBUTARY_RACE_ROUNDS ?? (process.env.TRIBUTARY_TORTURE ? 300 : 100));
+const ROUNDS: Record<StoreKind, number> = {
+  dynamodb: Number(process.env.TRIBUTARY_RACE_ROUNDS ?? (process.env.TRIBUTARY_TORTURE ? 300 : 100)),
+  embedded: Number(process.env.TRIBUTARY_RACE_ROUNDS ?? (process.env.TRIBUTARY_TORTURE ? 300 : 100)),
+};
 
-describe.each([
-  ['imap', { mode: 'keep' }],
-  ['pop3', { mode: 'delete-on-retrieve' }],
-] as const)('4 syncs of one %s source (%j) racing', (protocol, retention) => {
+describe.each(
+  STORE_KINDS.flatMap((kind) => [
+    [kind, 'imap', { mode: 'keep' }] as const,
+    [kind, 'pop3', { mode: 'delete-on-retrieve' }] as const,
+  ]),
+)('on the %s store, 4 syncs of one %s source (%j) racing', (kind, protocol, retention) => {
+  const t = new TestTributary(lab, { store: kind });
+  afterAll(() => t.close());
+  const rounds = ROUNDS[kind];
+
   it(
-    `${ROUNDS} rounds: at most one lease holder at any instant, 0 lost, 0 duplicated`,
+    `${rounds} rounds: at most one lease holder at any instant, 0 lost, 0 duplicated`,
     async () => {
       const user = lab.createUser(`race${protocol}`);
       for (const m of bulkCorpus(20, 800, { maxBytes: 10_000, attachmentRatio: 0 })) lab.deliver(user, m.raw);
@@ -47,7 +55,7 @@ describe.each([
 
       const outcomes: Record<string, number> = {};
       let appended = 0;
-      for (let round = 0; round < ROUNDS; round++) {
+      for (let round = 0; round < rounds; round++) {
         if (round % 3 === 0) {
           const [m] = bulkCorpus(1, 9000 + round, { maxBytes: 8_000, attachmentRatio: 0 });
           lab.deliver(user, m!.raw);
@@ -74,13 +82,13 @@ describe.each([
       for (let i = 1; i < held.length; i++) if (held[i]!.from < held[i - 1]!.to) overlaps++;
       const result = await reconciler.finish(t, source.id);
       console.log(
-        `[reliability] race ${protocol} ${retention.mode}: ${ROUNDS} rounds x 4 syncs, ${appended} messages appended meanwhile; outcomes ${JSON.stringify(outcomes)}; overlapping lease holders ${overlaps}; lost ${result.lost}, duplicated ${result.duplicated}, wrongly deleted ${result.wronglyDeleted}, unfetched ${result.unfetched}`,
+        `[reliability] race ${protocol} ${retention.mode}${kind === 'embedded' ? ' (embedded store)' : ''}: ${rounds} rounds x 4 syncs, ${appended} messages appended meanwhile; outcomes ${JSON.stringify(outcomes)}; overlapping lease holders ${overlaps}; lost ${result.lost}, duplicated ${result.duplicated}, wrongly deleted ${result.wronglyDeleted}, unfetched ${result.unfetched}`,
       );
       expect(overlaps).toBe(0);
-      expect(held.length).toBeGreaterThanOrEqual(ROUNDS);
+      expect(held.length).toBeGreaterThanOrEqual(rounds);
       expect(outcomes.busy ?? 0).toBeGreaterThan(0);
       expect(result).toMatchObject({ lost: 0, duplicated: 0, wronglyDeleted: 0, corrupt: 0, unfetched: 0 });
     },
-    60_000 + ROUNDS * 3_000,
+    60_000 + rounds * 3_000,
   );
 });

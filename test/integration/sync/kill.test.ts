@@ -1,23 +1,32 @@
 import { createHash } from 'node:crypto';
-import { ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import type { MessageRecord, Source } from '../../../functions/core/model';
 import { spawnChildSync } from '../../support/child-sync';
 import { bulkCorpus } from '../../support/corpus';
 import { uniform } from '../../support/fault-proxy';
 import { MailLab, type TestUser } from '../../support/mail-lab';
-import { TestTributary } from '../../support/tributary';
+import { STORE_KINDS, TestTributary, type StoreKind } from '../../support/tributary';
 
 const lab = MailLab.fromEnv();
-const t = new TestTributary(lab);
-afterAll(() => t.close());
 
-const KILLS = Number(process.env.TRIBUTARY_KILLS ?? 30);
+/**
+ * Per store: DynamoDB Local and s3rver as before; the embedded store (local mode: the children and this process on
+ * one data folder) at CI-sized counts, which still land kills around its checkpoint writes.
+ */
+const KILLS: Record<StoreKind, number> = {
+  dynamodb: Number(process.env.TRIBUTARY_KILLS ?? 30),
+  embedded: Number(process.env.TRIBUTARY_EMBEDDED_KILLS ?? process.env.TRIBUTARY_KILLS ?? 10),
+};
 // Enough that every kill lands mid-sync: a run commits what it kills at plus the pipeline's jobs in flight. The IMAP
 // kills go further into a run (past several checkpoints), so IMAP needs more.
-const MESSAGES = {
-  imap: process.env.TRIBUTARY_TORTURE ? 4000 : 1000,
-  pop3: process.env.TRIBUTARY_TORTURE ? 3000 : 600,
+const MESSAGES: Record<StoreKind, { imap: number; pop3: number }> = {
+  dynamodb: {
+    imap: process.env.TRIBUTARY_TORTURE ? 4000 : 1000,
+    pop3: process.env.TRIBUTARY_TORTURE ? 3000 : 600,
+  },
+  embedded: {
+    imap: process.env.TRIBUTARY_TORTURE ? 4000 : 500,
+    pop3: process.env.TRIBUTARY_TORTURE ? 3000 : 400,
+  },
 };
 /**
  * The IMAP child saves its checkpoint every CHECKPOINT_EVERY messages (SyncOptions.checkpointEvery; 50 by default,
@@ -32,6 +41,7 @@ const CHECKPOINT_KILLS = ['checkpoint-before', 'checkpoint-inflight', 'checkpoin
  * kill itself at `killAt` (around a checkpoint save). Also says how many checkpoints the run saved before it died.
  */
 async function killedSync(
+  t: TestTributary,
   source: Source,
   password: string,
   kill: { afterCommits: number } | { killAt: string },
@@ -41,6 +51,7 @@ async function killedSync(
   let checkpoints = 0;
   const { exited } = spawnChildSync(source, password, {
     leaseMs: 1500,
+    store: t.storeSpec,
     ...(source.protocol === 'imap' ? { checkpointEvery: CHECKPOINT_EVERY } : {}),
     ...('killAt' in kill ? { killAt: kill.killAt } : {}),
     onLine: (line, child) => {
@@ -60,6 +71,7 @@ async function killedSync(
  * committedThroughUid must have its item. Returns the checkpoint and the UIDs it passed without a commit.
  */
 async function checkpointPassesOnlyCommitted(
+  t: TestTributary,
   source: Source,
   served: number[],
 ): Promise<{ checkpoint: number; uncommitted: number[] }> {
@@ -95,6 +107,7 @@ async function servedByUid(user: TestUser, sha: (b: Buffer) => string): Promise<
 }
 
 async function expectExactlyOnce(
+  t: TestTributary,
   source: Source,
   user: TestUser,
   sha: (b: Buffer) => string,
@@ -111,21 +124,13 @@ async function expectExactlyOnce(
     if (sha(await t.bytes(m.object.key)) !== served.get(uidOf(m))) corrupt++;
   }
   // Nothing else: every object under the source's prefix belongs to a committed message, and the counter agrees.
-  const listed = await t.clients.s3.send(
-    new ListObjectsV2Command({ Bucket: t.bucket, Prefix: `raw/${source.id}/` }),
-  );
-  const orphans = (listed.Contents ?? []).filter((o) => !stored.some((m) => m.object.key === o.Key)).length;
-  const stats = await t.clients.documents.send(
-    new GetCommand({
-      TableName: t.table,
-      Key: { PK: `SRC#${source.id}`, SK: 'STATS' },
-      ConsistentRead: true,
-    }),
-  );
+  const objects = await t.objectKeys(`raw/${source.id}/`);
+  const orphans = objects.filter((key) => !stored.some((m) => m.object.key === key)).length;
+  const counter = (await t.index.inboxUsage(source.id)).messages;
   process.stdout.write(
-    `[reliability] kills ${source.protocol} keep: ${killed} SIGKILLs at random points of a ${served.size}-message sync${atCheckpoints}; ${stored.length} stored: lost ${lost}, duplicated ${duplicated}, corrupt ${corrupt}, orphan objects ${orphans}, counter ${stats.Item?.messages}\n`,
+    `[reliability] kills ${source.protocol} keep${t.kind === 'embedded' ? ' (embedded store)' : ''}: ${killed} SIGKILLs at random points of a ${served.size}-message sync${atCheckpoints}; ${stored.length} stored: lost ${lost}, duplicated ${duplicated}, corrupt ${corrupt}, orphan objects ${orphans}, counter ${counter}\n`,
   );
-  expect({ lost, duplicated, corrupt, orphans, counter: stats.Item?.messages }).toEqual({
+  expect({ lost, duplicated, corrupt, orphans, counter }).toEqual({
     lost: 0,
     duplicated: 0,
     corrupt: 0,
@@ -134,16 +139,20 @@ async function expectExactlyOnce(
   });
 }
 
-describe('a sync killed with SIGKILL at random points', () => {
+describe.each(STORE_KINDS)('a sync killed with SIGKILL at random points (%s store)', (kind) => {
+  const t = new TestTributary(lab, { store: kind });
+  afterAll(() => t.close());
+  const kills = KILLS[kind];
+
   it.each(['imap', 'pop3'] as const)(
-    `loses and duplicates nothing over ${KILLS} kills of a %s sync (IMAP: past and around its checkpoint saves)`,
+    `loses and duplicates nothing over ${kills} kills of a %s sync (IMAP: past and around its checkpoint saves)`,
     async (protocol) => {
       const user = lab.createUser();
       // A corpus of its own per protocol: bytes another source stored already would be committed as shared
       // copies (decision 0007), and a kill between such a commit and the delete of the duplicate leaves an orphan
       // the contract allows but this count of orphans of unshared mail does not expect.
       const corpusSeed = protocol === 'imap' ? 21 : 22;
-      for (const m of bulkCorpus(MESSAGES[protocol], corpusSeed, { maxBytes: 12_000 }))
+      for (const m of bulkCorpus(MESSAGES[kind][protocol], corpusSeed, { maxBytes: 12_000 }))
         lab.deliver(user, m.raw);
       const source = t.source(user, protocol);
       const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -157,7 +166,7 @@ describe('a sync killed with SIGKILL at random points', () => {
       let pastCheckpoints = 0;
       const badCheckpoints: string[] = [];
       let furthest = 0;
-      for (let i = 0; i < KILLS; i++) {
+      for (let i = 0; i < kills; i++) {
         seed = (seed * 1103515245 + 12345) % 2147483648;
         // Wait out the lease a killed holder left behind, so the next child does work instead of exiting busy.
         await new Promise((r) => setTimeout(r, 1600));
@@ -172,14 +181,14 @@ describe('a sync killed with SIGKILL at random points', () => {
                   killAt: `${CHECKPOINT_KILLS[Math.floor((x - 0.5) * 6)]!}:${1 + Math.floor(random() * 6)}`,
                 };
         }
-        const { exit, checkpoints } = await killedSync(source, user.password, kill, seed);
+        const { exit, checkpoints } = await killedSync(t, source, user.password, kill, seed);
         if (exit !== 'killed') continue;
         killed++;
         if (protocol !== 'imap') continue;
         const how = 'killAt' in kill ? kill.killAt.split(':')[0]! : 'after commits';
         landed[how] = (landed[how] ?? 0) + 1;
         if (checkpoints >= 2) pastCheckpoints++;
-        const { checkpoint, uncommitted } = await checkpointPassesOnlyCommitted(source, served);
+        const { checkpoint, uncommitted } = await checkpointPassesOnlyCommitted(t, source, served);
         furthest = Math.max(furthest, checkpoint);
         if (uncommitted.length)
           badCheckpoints.push(
@@ -189,7 +198,7 @@ describe('a sync killed with SIGKILL at random points', () => {
       await new Promise((r) => setTimeout(r, 1600));
       const final = await t.sync(source);
       expect(final.outcome).toBe('ok');
-      expect(killed).toBeGreaterThanOrEqual(Math.min(KILLS, 25));
+      expect(killed).toBeGreaterThanOrEqual(Math.min(kills, 25));
       const atCheckpoints =
         protocol === 'imap'
           ? ` (checkpoint every ${CHECKPOINT_EVERY}; ${Object.entries(landed)
@@ -198,15 +207,15 @@ describe('a sync killed with SIGKILL at random points', () => {
                 ', ',
               )}; ${pastCheckpoints} after 2+ checkpoints of their run; furthest checkpoint UID ${furthest}; checkpoints past an uncommitted UID ${badCheckpoints.length})`
           : '';
-      await expectExactlyOnce(source, user, sha, killed, atCheckpoints);
+      await expectExactlyOnce(t, source, user, sha, killed, atCheckpoints);
       if (protocol === 'imap') {
         expect(badCheckpoints).toEqual([]);
         // The kills did reach the checkpoint writes, several into a run, and the checkpoint moved.
         for (const how of CHECKPOINT_KILLS) expect(landed[how] ?? 0).toBeGreaterThan(0);
-        expect(pastCheckpoints).toBeGreaterThanOrEqual(Math.min(KILLS, 25) / 4);
+        expect(pastCheckpoints).toBeGreaterThanOrEqual(Math.min(kills, 25) / 4);
         expect(furthest).toBeGreaterThan(CHECKPOINT_EVERY * 4);
       }
     },
-    120_000 + KILLS * 10_000,
+    120_000 + kills * 10_000,
   );
 });

@@ -2,16 +2,15 @@ import type { AuditRecord, Source } from '../../../functions/core/model';
 import type { SyncStep } from '../../../functions/core/policy-run';
 import { spawnChildSync } from '../../support/child-sync';
 import { MailLab } from '../../support/mail-lab';
-import { TestTributary } from '../../support/tributary';
+import { STORE_KINDS, TestTributary } from '../../support/tributary';
 import { serverState, sha256 } from '../../support/upstream';
 
 /**
  * A sync killed (SIGKILL, in its own process) at each step of the policies' durable order, then synced to
  * quiescence: every upstream deletion has its audit record and its stored copy; nothing is lost or stored twice.
+ * On both stores: DynamoDB Local and s3rver, and the embedded store (the child and this process on one data folder).
  */
 const lab = MailLab.fromEnv();
-const t = new TestTributary(lab);
-afterAll(() => t.close());
 
 function mail(i: number, tag: string): string {
   return (
@@ -47,20 +46,23 @@ const scenarios: Array<[string, 'imap' | 'pop3', Policy, `${SyncStep}${'' | `:${
   ],
 ];
 
-async function auditOf(sourceId: string): Promise<AuditRecord[]> {
+async function auditOf(t: TestTributary, sourceId: string): Promise<AuditRecord[]> {
   const out: AuditRecord[] = [];
   for await (const r of t.index.auditTrail(sourceId)) out.push(r);
   return out;
 }
 
-describe('policies under SIGKILL', () => {
+describe.each(STORE_KINDS)('policies under SIGKILL (%s store)', (kind) => {
+  const t = new TestTributary(lab, { store: kind });
+  afterAll(() => t.close());
+
   it.each(scenarios)('%s', async (name, protocol, policy, killAt) => {
     const user = lab.createUser('pk');
     for (let i = 0; i < 8; i++) lab.deliver(user, mail(i, name.slice(0, 4)));
     const original = await serverState(lab, user);
     const source = t.source(user, protocol, 'implicit', policy);
 
-    const { exited } = spawnChildSync(source, user.password, { leaseMs: 1000, killAt });
+    const { exited } = spawnChildSync(source, user.password, { leaseMs: 1000, killAt, store: t.storeSpec });
     const exit = await exited;
     expect(exit.signal).toBe('SIGKILL'); // the run did reach the step
 
@@ -82,7 +84,7 @@ describe('policies under SIGKILL', () => {
       expect(sha).toBe(m.object.sha256);
       storedCount.set(sha, (storedCount.get(sha) ?? 0) + 1);
     }
-    const trail = await auditOf(source.id);
+    const trail = await auditOf(t, source.id);
     const auditedDeletes = new Set(
       trail.filter((r) => r.action === 'delete-upstream' && r.state === 'done').map((r) => r.object.sha256),
     );
@@ -99,7 +101,7 @@ describe('policies under SIGKILL', () => {
     }
     const duplicated = [...storedCount.values()].reduce((n, c) => n + c - 1, 0);
     console.log(
-      `[reliability] policy-kill ${name} (killed at ${killAt}): lost ${lost}, duplicated ${duplicated}, wrongly deleted ${wronglyDeleted}, evicted ${evicted.size}`,
+      `[reliability] policy-kill ${kind === 'embedded' ? '(embedded store) ' : ''}${name} (killed at ${killAt}): lost ${lost}, duplicated ${duplicated}, wrongly deleted ${wronglyDeleted}, evicted ${evicted.size}`,
     );
     expect({ lost, duplicated, wronglyDeleted }).toEqual({ lost: 0, duplicated: 0, wronglyDeleted: 0 });
     expect(await t.index.pendingActions(source.id)).toEqual([]);
