@@ -8,8 +8,9 @@ import { S3RawMailStore } from '../adapters/s3/raw-mail-store';
 import { SsmCredentials } from '../adapters/secrets/ssm-credentials';
 import { describeError } from '../core/errors';
 import type { SourceRunReport } from '../core/model';
-import type { MailConnector, SourceRegistry } from '../core/ports';
-import { loginDelaySeconds, MAX_QUEUE_DELAY_SECONDS, scheduleAfterRun, syncDeadline } from '../core/schedule';
+import type { SourceRegistry } from '../core/ports';
+import { MAX_QUEUE_DELAY_SECONDS, syncDeadline } from '../core/schedule';
+import { LoginDelays, writeScheduleAfterRun } from '../core/schedule-writer';
 import { syncSource, type SyncDeps, type SyncOptions } from '../core/sync';
 import { makeAwsClients } from '../shared/aws-clients';
 import { parseEnv } from '../shared/env';
@@ -36,29 +37,6 @@ export interface SyncHandlerDeps {
   forgetPassword?: (sourceId: string) => void;
 }
 
-/** What the POP3 sessions of a run announced as LOGIN-DELAY, per source (read off the session, after login). */
-class LoginDelays {
-  private readonly seen = new Map<string, number>();
-
-  wrap(connector: MailConnector): MailConnector {
-    return {
-      openImap: (source, password, options) => connector.openImap(source, password, options),
-      openPop3: async (source, password, options) => {
-        const session = await connector.openPop3(source, password, options);
-        const delay = loginDelaySeconds(session.capabilities);
-        if (delay !== undefined) this.seen.set(source.id, delay);
-        return session;
-      },
-    };
-  }
-
-  take(sourceId: string): number | undefined {
-    const delay = this.seen.get(sourceId);
-    this.seen.delete(sourceId);
-    return delay;
-  }
-}
-
 /** Run-status fields worth a log line (no secret can be in a report: errors are typed and masked upstream). */
 function summary(report: SourceRunReport): Record<string, unknown> {
   return {
@@ -73,9 +51,6 @@ function summary(report: SourceRunReport): Record<string, unknown> {
     ...(report.notes.length ? { notes: report.notes } : {}),
   };
 }
-
-/** Schedule writes that lost a race (a dispatcher's claim in between) are read again and retried this often. */
-const SCHEDULE_RETRIES = 3;
 
 export function makeHandler(
   deps: SyncHandlerDeps,
@@ -138,37 +113,12 @@ export function makeHandler(
     });
   }
 
-  async function writeSchedule(
+  function writeSchedule(
     id: string,
     report: SourceRunReport,
     run: { startedAt: number; finishedAt: number; requeued: boolean; loginDelay?: number },
   ): Promise<number | undefined> {
-    for (let attempt = 0; attempt < SCHEDULE_RETRIES; attempt++) {
-      // Read again (strongly consistent): the dispatcher may have claimed the source while it ran.
-      const current = await registry.get(id);
-      if (!current) return undefined;
-      const next = scheduleAfterRun(current.schedule, {
-        outcome: report.outcome,
-        ...(report.error ? { errorCode: report.error.code } : {}),
-        startedAt: run.startedAt,
-        finishedAt: run.finishedAt,
-        pollMinutes: current.source.pollMinutes,
-        ...(run.loginDelay === undefined ? {} : { loginDelaySeconds: run.loginDelay }),
-        requeued: run.requeued,
-      });
-      if (!next) return current.schedule.failures;
-      if (await registry.setSchedule(id, next, current.revision)) {
-        log.info('next run scheduled', {
-          nextDueAt: new Date(next.nextDueAt).toISOString(),
-          failures: next.failures,
-          ...(next.backoffUntil ? { backoffUntil: new Date(next.backoffUntil).toISOString() } : {}),
-        });
-        return next.failures;
-      }
-    }
-    // The source stays claimed or due as last written; the dispatcher sends it again when that runs out.
-    log.warn('the schedule changed at every attempt; left as it is');
-    return undefined;
+    return writeScheduleAfterRun(registry, id, report, run, log);
   }
 
   return async (event, context) => {

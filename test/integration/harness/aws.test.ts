@@ -107,3 +107,25 @@ describe('the S3 server', () => {
     expect(hash.digest('hex')).toBe(createHash('sha256').update(data).digest('hex'));
   });
 });
+
+describe('the stand-ins to a web page', () => {
+  // They accept any credentials, so a page the tester visits must not be able to use them: a browser sends a
+  // cross-origin request with these headers only after a preflight, and reads an answer only with an
+  // Access-Control-Allow-Origin that names its origin (or *). Neither stand-in gives one.
+  it.each([
+    ['DynamoDB Local', () => process.env.AWS_ENDPOINT_URL_DYNAMODB!],
+    ['the S3 server', () => `${process.env.AWS_ENDPOINT_URL_S3!}/${Bucket}`],
+  ])('%s allows no other origin', async (_name, endpoint) => {
+    const preflight = await fetch(endpoint(), {
+      method: 'OPTIONS',
+      headers: {
+        Origin: 'http://page.example',
+        'Access-Control-Request-Method': 'POST',
+        'Access-Control-Request-Headers': 'content-type,x-amz-target,authorization',
+      },
+    });
+    expect(preflight.headers.get('access-control-allow-origin')).toBeNull();
+    const simple = await fetch(endpoint(), { headers: { Origin: 'http://page.example' } });
+    expect(simple.headers.get('access-control-allow-origin')).toBeNull();
+  });
+});
