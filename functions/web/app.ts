@@ -5,16 +5,25 @@ import type { InboxReader, InboxWriter, Logger, RawMailStore } from '../core/por
 import type { SourceSchedule } from '../core/schedule';
 import type { SourceSummary } from '../core/ports';
 import { onlyHosts, refuseCrossSite, type Authenticator, type WebVariables } from './auth';
-import type { MessagePage, PageConfig, SourceStatus } from './contract';
+import type {
+  LocalSetup,
+  MessagePage,
+  NewSourceInput,
+  PageConfig,
+  SetupResult,
+  SourceStatus,
+  SyncProgressView,
+} from './contract';
 import { downloadHeaders, safeFilename, type DownloadLinks, type LocalDownloadLinks } from './downloads';
 import { attachmentBytes, inlineImage, readMessage, summaryOf } from './message-view';
 import type { PageAssets } from './page-assets';
+import { MAX_SETUP_BODY, describeIssues, parseNewSource, scrubResult, withoutSecret } from './setup';
 
 /**
  * The web app (issue #15): every route of functions/web/contract.ts, the page's static assets and its config, one
  * Hono app for the API Lambda (functions/handlers/api.ts) and for `tributary serve` (functions/cli/serve.ts). What
  * differs between the two is injected: the authenticator, the download links, how the sources are listed and how
- * "sync now" is carried out.
+ * "sync now" is carried out; on one machine also adding a source (`setup`) and the progress of running syncs.
  */
 
 /** What the sources route reads besides the list of sources: run status, counters, failures, audit. */
@@ -47,6 +56,13 @@ export interface WebAppDeps {
   hosts?: string[];
   logger: Logger;
   now?: () => number;
+  /**
+   * One machine: adding a source from the page (`POST /api/setup/test`, `POST /api/sources`, and `setup: true` in
+   * `/config.json`). Absent (AWS): those routes answer 404.
+   */
+  setup?: LocalSetup;
+  /** One machine: the syncs running now, shown as `progress` on their source in `GET /api/sources`. */
+  progress?: () => SyncProgressView[];
 }
 
 type AppEnv = { Variables: WebVariables };
@@ -62,8 +78,54 @@ function percent(used: number, limit: number | undefined): number | null {
   return limit ? Math.round((used / limit) * 1000) / 10 : null;
 }
 
-function apiError(c: Context, status: 400 | 404, code: string, message: string): Response {
+function apiError(c: Context, status: 400 | 404 | 415, code: string, message: string): Response {
   return c.json({ error: { code, message } }, status);
+}
+
+/**
+ * The JSON body of a setup route, checked: the input, or the 400/415 to answer. Nothing of the body is ever quoted
+ * back (it holds a password).
+ */
+async function newSourceBody(c: Context): Promise<{ input: NewSourceInput } | { response: Response }> {
+  const type = (c.req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+  if (type !== 'application/json')
+    return {
+      response: apiError(
+        c,
+        415,
+        'UNSUPPORTED_MEDIA_TYPE',
+        'send the source as JSON (Content-Type: application/json)',
+      ),
+    };
+  const text = await c.req.text();
+  if (text.length > MAX_SETUP_BODY)
+    return {
+      response: apiError(c, 400, 'BAD_REQUEST', `the body is too large (at most ${MAX_SETUP_BODY} bytes)`),
+    };
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return { response: apiError(c, 400, 'BAD_REQUEST', 'the body is not valid JSON') };
+  }
+  const parsed = parseNewSource(raw);
+  if (!parsed.ok) {
+    const first = parsed.issues[0]!;
+    return {
+      response: c.json(
+        {
+          error: {
+            code: 'BAD_REQUEST',
+            message: describeIssues(parsed.issues),
+            field: first.field,
+            issues: parsed.issues,
+          },
+        },
+        400,
+      ),
+    };
+  }
+  return { input: parsed.input };
 }
 
 async function recentActions(
@@ -172,7 +234,9 @@ export function makeWebApp(deps: WebAppDeps): Hono<AppEnv> {
   // The page and its config: no authentication (nothing secret; the API calls it makes are authenticated).
   app.get('/config.json', (c) => {
     c.header('Cache-Control', 'no-store');
-    return c.json(deps.pageConfig);
+    const config: PageConfig =
+      deps.setup && deps.pageConfig.auth === 'cookie' ? { ...deps.pageConfig, setup: true } : deps.pageConfig;
+    return c.json(config);
   });
   const serveAsset = (c: Context, path: string) => {
     const asset = deps.page?.assets.get(path);
@@ -281,8 +345,46 @@ export function makeWebApp(deps: WebAppDeps): Hono<AppEnv> {
     const at = now();
     const sources = await Promise.all(entries.map((e) => sourceStatus(e, deps.status, at)));
     sources.sort((a, b) => a.id.localeCompare(b.id));
+    const running = new Map((deps.progress?.() ?? []).map((p) => [p.sourceId, p]));
+    for (const s of sources) {
+      const p = running.get(s.id);
+      if (p) s.progress = p;
+    }
     return c.json({ sources });
   });
+
+  const setup = deps.setup;
+  if (setup) {
+    /** Runs a check or an add: a thrown error becomes `ok: false`; the password is out of the answer and the log. */
+    const run = async (c: Context, what: 'test' | 'add'): Promise<Response> => {
+      const body = await newSourceBody(c);
+      if ('response' in body) return body.response;
+      const { input } = body;
+      let result: SetupResult;
+      try {
+        result = await (what === 'test' ? setup.test(input) : setup.add(input));
+      } catch (err) {
+        const e = describeError(err);
+        result = { ok: false, code: e.code, message: e.message };
+      }
+      const answer = scrubResult(result, input.password);
+      if (answer.ok)
+        log.info(what === 'add' ? 'source added' : 'source tested', { sourceId: answer.sourceId });
+      // A test that fails is the page doing its job (info); an add that fails is worth a warning.
+      else
+        log[what === 'add' ? 'warn' : 'info'](
+          what === 'add' ? 'adding a source failed' : 'testing a source failed',
+          {
+            code: answer.code,
+            error: answer.message,
+            host: withoutSecret(input.host, input.password),
+          },
+        );
+      return c.json(answer);
+    };
+    app.post('/api/setup/test', (c) => run(c, 'test'));
+    app.post('/api/sources', (c) => run(c, 'add'));
+  }
 
   app.post('/api/sources/:id/sync', async (c) => {
     if (!(await deps.syncNow(c.req.param('id')))) return apiError(c, 404, 'NOT_FOUND', 'no such source');

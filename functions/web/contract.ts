@@ -21,6 +21,15 @@
  *                                                                       with the image's type when it is a raster
  *                                                                       image (png, gif, jpeg, webp), else 404
  *
+ * One machine only (`tributary serve` gives the app a `LocalSetup`; elsewhere these answer 404), a JSON body
+ * (`Content-Type: application/json`, a `NewSourceInput`; 400 names the field at fault, 415 another type):
+ *
+ *   POST   /api/setup/test                                            -> SetupResult (logs in as `sources test` does;
+ *                                                                       saves nothing)
+ *   POST   /api/sources                                               -> SetupResult (checks, then adds the source)
+ *
+ * The password goes in and never comes back: no answer, log line or error carries it.
+ *
  * A download is a link, not the bytes: in AWS a presigned S3 URL valid a few minutes, on one machine a same-origin
  * URL carrying a short-lived signed token. Following it answers `Content-Disposition: attachment`,
  * `X-Content-Type-Options: nosniff` and `Content-Type: application/octet-stream`: nothing downloaded can render
@@ -28,7 +37,13 @@
  */
 
 export interface ApiError {
-  error: { code: string; message: string };
+  error: {
+    code: string;
+    message: string;
+    /** A 400 on a JSON body: the first field at fault (`host`, `retention.days`), and every problem found. */
+    field?: string;
+    issues?: Array<{ field: string; message: string }>;
+  };
 }
 
 export interface Address {
@@ -169,6 +184,58 @@ export interface SourceStatus {
     lastAt: string;
     retryRequested: boolean;
   }>;
+  /** Present while a sync of the source runs (one machine): how far it has got. */
+  progress?: SyncProgressView;
+}
+
+/** A sync under way (one machine): what it has fetched so far, and what it expects when it knows. */
+export interface SyncProgressView {
+  sourceId: string;
+  /** Epoch ms. */
+  startedAt: number;
+  fetched: number;
+  fetchedBytes: number;
+  /** Messages the run plans to fetch, once it has listed them. */
+  planned?: number;
+  bytesPerSecond?: number;
+  etaSeconds?: number;
+}
+
+/**
+ * A source to add from the page (one machine): what the CLI's config file holds for a source, with the password
+ * itself (the server keeps it in a secrets file of its own, never in the config). Defaults: `port` from the
+ * protocol and TLS (993/143 IMAP, 995/110 POP3), `folders` `["INBOX"]` (IMAP only), `retention` keep, `id` made
+ * from the user and host.
+ */
+export interface NewSourceInput {
+  id?: string;
+  protocol: 'imap' | 'pop3';
+  host: string;
+  port?: number;
+  /** `none` only for a loopback host (127.0.0.1, localhost): it sends the password in clear. */
+  tls: 'implicit' | 'starttls' | 'none';
+  user: string;
+  password: string;
+  folders?: string[];
+  retention?: { mode: 'keep' } | { mode: 'delete-on-retrieve' } | { mode: 'delete-after-days'; days: number };
+  pollMinutes?: number;
+}
+
+/**
+ * What a connection test or an add answered: on success the lines `tributary sources test` prints (TLS, login,
+ * capabilities, folders, message count); on failure the typed error's code and message, and the field at fault
+ * when one is (`password` for a refused login, `host` for a name that does not resolve, `id` for one in use).
+ */
+export type SetupResult =
+  | { ok: true; sourceId: string; lines: string[] }
+  | { ok: false; code: string; message: string; field?: string };
+
+/** Adding a source on one machine (functions/cli/serve.ts): injected into the web app, absent in AWS. */
+export interface LocalSetup {
+  /** Logs in and looks around, as `tributary sources test` does; saves nothing. */
+  test(input: NewSourceInput): Promise<SetupResult>;
+  /** Checks the same way, then writes the source to the config and its password to the secrets file. */
+  add(input: NewSourceInput): Promise<SetupResult>;
 }
 
 /**
@@ -186,4 +253,8 @@ export type PageConfig =
       redirectUri: string;
       scopes: string[];
     }
-  | { auth: 'cookie' };
+  | {
+      auth: 'cookie';
+      /** One machine with a `LocalSetup`: the page may add sources (`POST /api/setup/test`, `POST /api/sources`). */
+      setup?: boolean;
+    };

@@ -14,12 +14,17 @@ import type { AddressInfo } from 'node:net';
 import type {
   ApiError,
   DownloadLink,
+  LocalSetup,
   MessagePage,
   MessageSummary,
   MessageView,
+  NewSourceInput,
   PageConfig,
+  SetupResult,
   SourceStatus,
+  SyncProgressView,
 } from '../../functions/web/contract';
+import { describeIssues, parseNewSource, scrubResult } from '../../functions/web/setup';
 import { buildPageAssets, pageHeaders, type PageAssets } from '../../functions/web/page-assets';
 import { main, type Io } from '../../functions/cli/main';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -46,6 +51,13 @@ export interface FixtureOptions {
     { mode: 'cookie' } | { mode: 'cognito'; domain: string; clientId: string; accessTokens: Set<string> };
   /** A search examines at most this many messages per request, then answers short with a cursor (as the API). */
   searchExamines?: number;
+  /**
+   * As `tributary serve` with a LocalSetup: `/config.json` says `setup: true` and `POST /api/setup/test` and
+   * `POST /api/sources` check the body as the app does (functions/web/setup.ts), then ask this.
+   */
+  setup?: LocalSetup;
+  /** Syncs running now, put on their sources in `GET /api/sources` as the app does. */
+  progress?: () => SyncProgressView[];
 }
 
 export interface PageFixtureServer {
@@ -54,6 +66,8 @@ export interface PageFixtureServer {
   startUrl: string;
   /** Every request the server saw: `METHOD path`. */
   log: string[];
+  /** The bodies of the POSTs with one, as received. */
+  bodies: string[];
   data: FixtureData;
   close(): Promise<void>;
 }
@@ -77,6 +91,7 @@ export async function startPageFixtureServer(
   const session = randomBytes(18).toString('base64url');
   const downloads = new Map<string, { body: Buffer; filename: string }>();
   const log: string[] = [];
+  const bodies: string[] = [];
   let origin = '';
 
   const send = (
@@ -106,6 +121,19 @@ export async function startPageFixtureServer(
   };
 
   const server = http.createServer((req, res) => {
+    if (req.method === 'POST' && (req.headers['content-length'] || req.headers['transfer-encoding'])) {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks).toString('utf8');
+        bodies.push(body);
+        handle(req, res, body);
+      });
+      return;
+    }
+    handle(req, res, '');
+  });
+  const handle = (req: http.IncomingMessage, res: http.ServerResponse, body: string) => {
     const url = new URL(req.url ?? '/', origin);
     const method = req.method ?? 'GET';
     log.push(`${method} ${url.pathname}`);
@@ -123,7 +151,7 @@ export async function startPageFixtureServer(
     if (method === 'GET' && path === '/config.json') {
       const config: PageConfig =
         auth.mode === 'cookie'
-          ? { auth: 'cookie' }
+          ? { auth: 'cookie', ...(options.setup ? { setup: true } : {}) }
           : {
               auth: 'cognito',
               domain: auth.domain,
@@ -200,7 +228,39 @@ export async function startPageFixtureServer(
       };
       return send(res, 200, body);
     }
-    if (method === 'GET' && path === '/api/sources') return send(res, 200, { sources: data.sources });
+    if (method === 'GET' && path === '/api/sources') {
+      const running = new Map((options.progress?.() ?? []).map((p) => [p.sourceId, p]));
+      const sources = data.sources.map((s) => {
+        const p = running.get(s.id);
+        return p ? { ...s, progress: p } : s;
+      });
+      return send(res, 200, { sources });
+    }
+    if (options.setup && method === 'POST' && (path === '/api/setup/test' || path === '/api/sources')) {
+      if (!/^application\/json\b/i.test(req.headers['content-type'] ?? ''))
+        return error(res, 415, 'UNSUPPORTED_MEDIA_TYPE', 'send the source as JSON');
+      let raw: unknown;
+      try {
+        raw = JSON.parse(body);
+      } catch {
+        return error(res, 400, 'BAD_REQUEST', 'the body is not valid JSON');
+      }
+      const parsed = parseNewSource(raw);
+      if (!parsed.ok) {
+        const message = describeIssues(parsed.issues);
+        return send(res, 400, {
+          error: { code: 'BAD_REQUEST', message, field: parsed.issues[0]!.field, issues: parsed.issues },
+        } satisfies ApiError);
+      }
+      const setup = options.setup;
+      const input = parsed.input;
+      void (path === '/api/setup/test' ? setup.test(input) : setup.add(input)).then(
+        (result) => send(res, 200, scrubResult(result, input.password)),
+        (err: Error) =>
+          send(res, 200, scrubResult({ ok: false, code: 'INTERNAL', message: err.message }, input.password)),
+      );
+      return;
+    }
     if (method === 'POST' && parts[0] === 'sources' && parts[2] === 'sync' && parts.length === 3) {
       if (!data.sources.some((s) => s.id === parts[1])) return error(res, 404, 'NOT_FOUND', 'no such source');
       return send(res, 200, { queued: true });
@@ -241,13 +301,14 @@ export async function startPageFixtureServer(
       }
     }
     return error(res, 404, 'NOT_FOUND', 'no such route');
-  });
+  };
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
     origin,
     startUrl: `${origin}/start?token=${token}`,
     log,
+    bodies,
     data,
     close: () =>
       new Promise<void>((resolve) => {
@@ -401,6 +462,80 @@ export function sampleFixture(now = Date.now()): FixtureData {
         consecutiveFailures: 2,
       }),
     ],
+  };
+}
+
+/** The one password `fakeSetup` accepts. */
+export const FAKE_PASSWORD = 'open sesame 42';
+
+/**
+ * A LocalSetup that talks to no server: the password FAKE_PASSWORD logs in (and answers the lines `sources test`
+ * prints), any other is refused as a server would; `add` puts a never-run source into `data.sources`.
+ */
+export function fakeSetup(
+  data: FixtureData,
+): LocalSetup & { calls: Array<{ what: string; input: NewSourceInput }> } {
+  const calls: Array<{ what: string; input: NewSourceInput }> = [];
+  const check = (input: NewSourceInput): SetupResult => {
+    const id = input.id ?? `${input.user}-${input.host}`.toLowerCase().replace(/[^a-z0-9-]+/g, '-');
+    const port = input.port ?? (input.protocol === 'imap' ? 993 : 995);
+    if (input.password !== FAKE_PASSWORD)
+      return {
+        ok: false,
+        code: 'AUTH_FAILED',
+        message: `The server ${input.host} refused the login for ${input.user}: check the user name and password.`,
+        field: 'password',
+      };
+    return {
+      ok: true,
+      sourceId: id,
+      lines: [
+        `${id}: ${input.protocol} ${input.host}:${port} (${input.tls})`,
+        '  TLS: TLSv1.3 TLS_AES_256_GCM_SHA384, certificate CN=localhost issued by CN=Test CA, valid to Jan 1 2030',
+        `  login: ok as ${input.user}`,
+        '  capabilities: IDLE yes, UIDPLUS yes, CONDSTORE yes, QUOTA yes, MOVE yes, QRESYNC no',
+        '  folders on the server: INBOX, Archive, Sent',
+        '  INBOX: 42 messages (UIDVALIDITY 1, UIDNEXT 43)',
+      ],
+    };
+  };
+  return {
+    calls,
+    test(input) {
+      calls.push({ what: 'test', input });
+      return Promise.resolve(check(input));
+    },
+    add(input) {
+      calls.push({ what: 'add', input });
+      const result = check(input);
+      if (!result.ok) return Promise.resolve(result);
+      if (data.sources.some((s) => s.id === result.sourceId))
+        return Promise.resolve({
+          ok: false,
+          code: 'SOURCE_EXISTS',
+          message: `${result.sourceId} exists`,
+          field: 'id',
+        });
+      data.sources.push({
+        id: result.sourceId,
+        protocol: input.protocol,
+        host: input.host,
+        port: input.port ?? (input.protocol === 'imap' ? 993 : 995),
+        user: input.user,
+        folders: input.folders ?? [],
+        enabled: true,
+        pollMinutes: input.pollMinutes ?? 5,
+        lastRun: null,
+        error: null,
+        consecutiveFailures: 0,
+        stored: { messages: 0, bytes: 0 },
+        quota: { upstream: null, inbox: null },
+        recentActions: [],
+        schedule: null,
+        retention: input.retention ?? { mode: 'keep' },
+      });
+      return Promise.resolve(result);
+    },
   };
 }
 

@@ -1,5 +1,13 @@
 /** The API client: the contract's routes (contract.ts), with the page's auth and errors in words. */
-import type { ApiError, DownloadLink, MessagePage, MessageView, SourceStatus } from '../contract';
+import type {
+  ApiError,
+  DownloadLink,
+  MessagePage,
+  MessageView,
+  NewSourceInput,
+  SetupResult,
+  SourceStatus,
+} from '../contract';
 import type { Auth } from './auth';
 
 export class ApiFailure extends Error {
@@ -7,6 +15,8 @@ export class ApiFailure extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** A 400 on a JSON body: every field at fault. */
+    readonly issues: Array<{ field: string; message: string }> = [],
   ) {
     super(message);
     this.name = 'ApiFailure';
@@ -26,16 +36,21 @@ const id = (s: string): string => encodeURIComponent(s);
 export class Api {
   constructor(private readonly auth: Auth) {}
 
-  async request<T>(method: string, path: string, retried = false): Promise<T> {
+  async request<T>(method: string, path: string, payload?: unknown, retried = false): Promise<T> {
     const res = await fetch(path, {
       method,
       credentials: 'same-origin',
-      headers: { Accept: 'application/json', ...(await this.auth.headers()) },
+      headers: {
+        Accept: 'application/json',
+        ...(payload !== undefined ? { 'Content-Type': 'application/json' } : {}),
+        ...(await this.auth.headers()),
+      },
+      ...(payload !== undefined ? { body: JSON.stringify(payload) } : {}),
       cache: 'no-store',
       redirect: 'error',
     });
     if (res.status === 401 && !retried) {
-      if (await this.auth.unauthorized()) return this.request<T>(method, path, true);
+      if (await this.auth.unauthorized()) return this.request<T>(method, path, payload, true);
     }
     const text = await res.text();
     let body: unknown;
@@ -50,6 +65,7 @@ export class Api {
         res.status,
         err?.code ?? `HTTP_${res.status}`,
         err?.message ?? `The server answered ${res.status} ${res.statusText}. Try again.`,
+        err?.issues ?? (err?.field ? [{ field: err.field, message: err.message }] : []),
       );
     }
     return body as T;
@@ -92,6 +108,16 @@ export class Api {
 
   syncNow(sourceId: string): Promise<{ queued: true }> {
     return this.request('POST', `/api/sources/${id(sourceId)}/sync`);
+  }
+
+  /** One machine: logs in to a source not yet added (`tributary sources test`'s check); saves nothing. */
+  testSource(input: NewSourceInput): Promise<SetupResult> {
+    return this.request('POST', '/api/setup/test', input);
+  }
+
+  /** One machine: checks and adds a source. */
+  addSource(input: NewSourceInput): Promise<SetupResult> {
+    return this.request('POST', '/api/sources', input);
   }
 
   /** An inline image as a data: URL (raster types only), or null. */

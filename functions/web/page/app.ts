@@ -1,19 +1,23 @@
 /**
  * The Tributary page (issue #15): the merged inbox, a message, the sources. Plain DOM, no framework; every text
  * is set as text (dom.ts), mail HTML only ever reaches a sandboxed frame (render-mail.ts). Views are routed by
- * the URL hash: `#/?source=&unread=1&q=` (the list), `#/m/<id>` (a message), `#/sources`.
+ * the URL hash: `#/?source=&unread=1&q=` (the list), `#/m/<id>` (a message), `#/sources`, `#/setup` (add a
+ * source, one machine only; the first run lands there).
  */
-import type { MessageSummary, MessageView, SourceStatus } from '../contract';
+import type { MessageSummary, MessageView, SourceStatus, SyncProgressView } from '../contract';
 import { Api, ApiFailure, followDownload } from './api';
 import { type Auth, NotSignedIn, createAuth, loadConfig } from './auth';
 import { append, byId, clear, formatBytes, h, hueOf, longDate, shortDate } from './dom';
 import { cidReferences, normalizeCid, renderHtml, renderText } from './render-mail';
+import { renderNoSetup, renderSetup } from './setup';
 
 const PAGE_SIZE = 50;
 /** Pages asked for in a row when a search comes back short (each examines a bounded number of messages). */
 const MAX_CONTINUATIONS = 40;
 const MAX_INLINE_IMAGES = 30;
 const MAX_INLINE_BYTES = 10 * 1024 * 1024;
+/** How often the sources view asks again while a sync runs. */
+const PROGRESS_POLL_MS = 2000;
 
 interface ListFilters {
   source: string;
@@ -21,7 +25,12 @@ interface ListFilters {
   q: string;
 }
 
-type Route = { view: 'list'; filters: ListFilters } | { view: 'message'; id: string } | { view: 'sources' };
+type Route =
+  | { view: 'list'; filters: ListFilters }
+  | { view: 'message'; id: string }
+  | { view: 'sources' }
+  | { view: 'setup' };
+type View = Route['view'] | 'error';
 
 interface ListState {
   key: string;
@@ -53,6 +62,10 @@ let route: Route = { view: 'list', filters: list.filters };
 /** Messages whose reader asked for remote content (this tab only). */
 const remoteAllowed = new Set<string>();
 const knownSources: string[] = [];
+/** One machine with a LocalSetup (`/config.json` says `setup: true`): sources can be added from the page. */
+let canSetup = false;
+/** How many sources the server listed last (null: not asked yet). */
+let sourceCount: number | null = null;
 
 // ---------------------------------------------------------------------------------------------------- routing
 
@@ -60,6 +73,7 @@ function parseRoute(hash: string): Route {
   const h = hash.replace(/^#/, '');
   if (h.startsWith('/m/')) return { view: 'message', id: decodeURIComponent(h.slice(3)) };
   if (h === '/sources') return { view: 'sources' };
+  if (h === '/setup') return { view: 'setup' };
   const qs = new URLSearchParams(h.includes('?') ? h.slice(h.indexOf('?') + 1) : '');
   return {
     view: 'list',
@@ -85,11 +99,12 @@ function go(hash: string): void {
   else location.hash = hash;
 }
 
-function show(view: 'list' | 'message' | 'sources' | 'error'): void {
-  for (const v of ['list', 'message', 'sources', 'error']) byId(`view-${v}`).hidden = v !== view;
+function show(view: View): void {
+  for (const v of ['list', 'message', 'sources', 'setup', 'error']) byId(`view-${v}`).hidden = v !== view;
   document.body.dataset.view = view;
   byId('tab-inbox').classList.toggle('active', view === 'list' || view === 'message');
-  byId('tab-sources').classList.toggle('active', view === 'sources');
+  byId('tab-sources').classList.toggle('active', view === 'sources' || view === 'setup');
+  if (view !== 'sources') stopSourcesPolling();
 }
 
 async function onRoute(): Promise<void> {
@@ -103,10 +118,14 @@ async function onRoute(): Promise<void> {
     } else if (route.view === 'message') {
       show('message');
       await openMessage(route.id);
-    } else {
+    } else if (route.view === 'sources') {
       show('sources');
       document.title = 'Sources · Tributary';
       await renderSources();
+    } else {
+      show('setup');
+      document.title = 'Add a source · Tributary';
+      showSetup();
     }
   } catch (err) {
     fail(err);
@@ -577,10 +596,59 @@ function addSourceOption(id: string): void {
   byId('filter-source').appendChild(h('option', { text: id, attrs: { value: id } }));
 }
 
-async function loadSourceIds(): Promise<void> {
+async function loadSourceIds(): Promise<SourceStatus[]> {
   const sources = await api.sources();
+  sourceCount = sources.length;
   for (const s of sources) addSourceOption(s.id);
   syncFilterControls(list.filters);
+  return sources;
+}
+
+/** `90 s` → "less than a minute", `600` → "about 10 min", `5400` → "about 1 h 30 min". */
+function duration(seconds: number): string {
+  if (seconds < 60) return 'less than a minute';
+  const minutes = Math.round(seconds / 60);
+  if (minutes < 60) return `about ${minutes} min`;
+  return `about ${Math.floor(minutes / 60)} h${minutes % 60 ? ` ${minutes % 60} min` : ''}`;
+}
+
+/** A running sync: messages fetched (of planned), bytes, rate and time left, with a bar once the plan is known. */
+function progressBlock(p: SyncProgressView): HTMLElement {
+  const planned = p.planned !== undefined && p.planned > 0 ? p.planned : undefined;
+  const text = [
+    planned !== undefined
+      ? `${p.fetched} of ${planned} messages`
+      : `${p.fetched} message${p.fetched === 1 ? '' : 's'} fetched`,
+    formatBytes(p.fetchedBytes),
+    p.bytesPerSecond !== undefined ? `${formatBytes(Math.round(p.bytesPerSecond))}/s` : '',
+    p.etaSeconds !== undefined ? `${duration(p.etaSeconds)} left` : '',
+  ]
+    .filter(Boolean)
+    .join(' · ');
+  const percent = planned !== undefined ? Math.min(100, Math.round((p.fetched / planned) * 100)) : null;
+  const fill = h('div', { class: 'fill' });
+  fill.style.width = `${percent ?? 0}%`;
+  return h(
+    'div',
+    { class: 'progress' },
+    h('p', { class: 'progress-text' }, h('strong', { text: 'Syncing: ' }), text),
+    percent !== null
+      ? h(
+          'div',
+          {
+            class: 'bar',
+            attrs: {
+              role: 'progressbar',
+              'aria-label': `Sync of ${p.sourceId}`,
+              'aria-valuemin': '0',
+              'aria-valuemax': '100',
+              'aria-valuenow': String(percent),
+            },
+          },
+          fill,
+        )
+      : null,
+  );
 }
 
 function bar(label: string, percent: number | null, detail: string): HTMLElement {
@@ -633,21 +701,30 @@ function sourceCard(s: SourceStatus): HTMLElement {
     syncButton.disabled = true;
     api
       .syncNow(s.id)
-      .then(() => status(`Sync of ${s.id} queued.`))
+      .then(() => {
+        status(`Sync of ${s.id} queued.`);
+        // On one machine the sync starts now: look again soon for its progress.
+        watchForProgress();
+      })
       .catch(fail)
       .finally(() => (syncButton.disabled = false));
   });
   return h(
     'article',
-    { class: `source${error ? ' failing' : ''}`, dataset: { source: s.id } },
+    {
+      class: `source${error && !s.progress ? ' failing' : ''}${s.progress ? ' syncing' : ''}`,
+      dataset: { source: s.id },
+    },
     h(
       'header',
       {},
       h('h2', {}, badge(s.id)),
       h('span', { class: 'muted', text: `${s.protocol.toUpperCase()} ${s.user}@${s.host}:${s.port}` }),
       s.enabled ? null : h('span', { class: 'pill', text: 'disabled' }),
+      s.progress ? h('span', { class: 'pill live', text: 'syncing' }) : null,
       syncButton,
     ),
+    s.progress ? progressBlock(s.progress) : null,
     h(
       'p',
       { class: 'run' },
@@ -718,14 +795,91 @@ function sourceCard(s: SourceStatus): HTMLElement {
   );
 }
 
+let sourcesTimer: ReturnType<typeof setTimeout> | undefined;
+let sourcesGeneration = 0;
+/** Polls left after "Sync now" or an add even if no progress shows yet (the sync may not have started). */
+let pollGrace = 0;
+
+function stopSourcesPolling(): void {
+  clearTimeout(sourcesTimer);
+  sourcesTimer = undefined;
+}
+
+/** Asks again in ~2 s while a sync runs (or a sync was just asked for); not while the tab is hidden. */
+function schedulePoll(syncing: boolean): void {
+  stopSourcesPolling();
+  if (!syncing) {
+    if (pollGrace <= 0) return;
+    pollGrace--;
+  }
+  if (route.view !== 'sources' || document.hidden) return;
+  sourcesTimer = setTimeout(() => void renderSources().catch(fail), PROGRESS_POLL_MS);
+}
+
+function watchForProgress(): void {
+  pollGrace = 2;
+  if (!sourcesTimer) schedulePoll(false);
+}
+
+/**
+ * The sources view. Drawn again on each poll: the open "recent deletions" lists and the focused button stay as
+ * they were, and the whole view is swapped in one step (no flicker, no scroll jump).
+ */
 async function renderSources(): Promise<void> {
+  const generation = ++sourcesGeneration;
   const view = byId('view-sources');
   const sources = await api.sources();
+  if (generation !== sourcesGeneration || route.view !== 'sources') return;
+  sourceCount = sources.length;
   for (const s of sources) addSourceOption(s.id);
-  clear(view);
-  append(view, h('h1', { text: 'Sources' }));
-  if (sources.length === 0) append(view, h('p', { class: 'empty', text: 'No sources configured.' }));
-  for (const s of sources) append(view, sourceCard(s));
+  const open = new Set(
+    [...view.querySelectorAll<HTMLDetailsElement>('article.source details[open]')].map(
+      (d) => d.closest<HTMLElement>('article.source')?.dataset.source,
+    ),
+  );
+  const focused = document.activeElement;
+  const focusSource =
+    focused instanceof HTMLElement && view.contains(focused)
+      ? focused.closest<HTMLElement>('article.source')?.dataset.source
+      : undefined;
+  const focusClass = focused instanceof HTMLElement ? focused.className : '';
+  const cards = sources.map((s) => {
+    const card = sourceCard(s);
+    if (open.has(s.id)) card.querySelector('details')?.setAttribute('open', '');
+    return card;
+  });
+  const addLink = canSetup
+    ? h('a', { class: 'button add-source', text: 'Add a source', attrs: { href: '#/setup' } })
+    : null;
+  view.replaceChildren(
+    h('div', { class: 'view-head' }, h('h1', { text: 'Sources' }), addLink),
+    ...(sources.length === 0 ? [h('p', { class: 'empty', text: 'No sources configured.' })] : []),
+    ...cards,
+  );
+  if (focusSource && focusClass) {
+    const again = cards
+      .find((c) => c.dataset.source === focusSource)
+      ?.querySelector<HTMLElement>(`.${focusClass.split(/\s+/).filter(Boolean).join('.')}`);
+    again?.focus();
+  }
+  schedulePoll(sources.some((s) => s.progress));
+}
+
+function showSetup(): void {
+  const view = byId('view-setup');
+  if (!canSetup) return renderNoSetup(view);
+  renderSetup(view, {
+    api,
+    firstRun: () => sourceCount === 0,
+    added: (sourceId) => {
+      addSourceOption(sourceId);
+      sourceCount = (sourceCount ?? 0) + 1;
+      status(`Added ${sourceId}. "Sync now" fetches its mail.`);
+      pollGrace = 2;
+      go('#/sources');
+    },
+    fail,
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------- keys
@@ -750,6 +904,8 @@ function onKey(e: KeyboardEvent): void {
     if (key === 's') return void go('#/sources');
     if (key === 'i') return void go(listHash(list.filters));
   }
+  // The form to add a source takes no single-key commands (a stray "u" must not leave a half-filled form).
+  if (route.view === 'setup' && key !== 'g') return;
   const inList = route.view === 'list';
   const inMessage = route.view === 'message';
   const run = (p: Promise<unknown>) => void p.catch(fail);
@@ -824,6 +980,10 @@ function wire(): void {
   byId('filter-unread').addEventListener('change', applyFilters);
   byId('load-more').addEventListener('click', () => void loadMore().catch(fail));
   window.addEventListener('hashchange', () => void onRoute());
+  document.addEventListener('visibilitychange', () => {
+    if (document.hidden) stopSourcesPolling();
+    else if (route.view === 'sources') void renderSources().catch(fail);
+  });
   document.addEventListener('keydown', onKey);
   new IntersectionObserver(
     (entries) => {
@@ -847,8 +1007,16 @@ async function start(): Promise<void> {
     const config = await loadConfig();
     auth = await createAuth(config);
     api = new Api(auth);
+    canSetup = config.auth === 'cookie' && config.setup === true;
     wire();
-    void loadSourceIds().catch(() => undefined);
+    if (canSetup) {
+      // First run: no sources yet, and this server can add one. The inbox would be empty: the form instead.
+      const sources = await loadSourceIds().catch(() => null);
+      if (sources?.length === 0 && parseRoute(location.hash).view === 'list')
+        history.replaceState(null, '', '#/setup');
+    } else {
+      void loadSourceIds().catch(() => undefined);
+    }
     await onRoute();
     document.body.dataset.ready = '1';
   } catch (err) {

@@ -7,11 +7,16 @@ import type { Source } from '../../../functions/core/model';
 import { makeWebApp, type WebAppDeps } from '../../../functions/web/app';
 import { claimsAuthenticator, tokenAuthenticator, type Authenticator } from '../../../functions/web/auth';
 import type {
+  ApiError,
   DownloadLink,
+  LocalSetup,
   MessagePage,
   MessageSummary,
   MessageView,
+  NewSourceInput,
+  SetupResult,
   SourceStatus,
+  SyncProgressView,
 } from '../../../functions/web/contract';
 import { LocalDownloadLinks, S3DownloadLinks, attachmentKey } from '../../../functions/web/downloads';
 import { ensureTable } from '../../../functions/local/emulators';
@@ -618,6 +623,277 @@ describe('web API: state changes', () => {
       schedule: null,
     });
     expect(sa.lastRun).toMatchObject({ outcome: 'ok' });
+  });
+});
+
+describe('web API: adding a source and sync progress (one machine)', () => {
+  const PASSWORD = 'S3cret "pass" \\ wörd';
+  const good: NewSourceInput = {
+    protocol: 'imap',
+    host: 'imap.example.com',
+    tls: 'implicit',
+    user: 'ann',
+    password: PASSWORD,
+  };
+  const same = { origin: ORIGIN, 'sec-fetch-site': 'same-origin', 'content-type': 'application/json' };
+
+  /** A LocalSetup that records its calls and answers `answer` (or throws it). */
+  function fakeSetup(answer: (input: NewSourceInput) => SetupResult | Error) {
+    const calls: Array<{ what: string; input: NewSourceInput }> = [];
+    const reply = (what: string, input: NewSourceInput) => {
+      calls.push({ what, input });
+      const a = answer(input);
+      return a instanceof Error ? Promise.reject(a) : Promise.resolve(a);
+    };
+    const setup: LocalSetup = { test: (i) => reply('test', i), add: (i) => reply('add', i) };
+    return { setup, calls };
+  }
+
+  /** Everything the app logged, as text. */
+  function capture() {
+    const lines: string[] = [];
+    const at = (level: string) => (message: string, fields?: Record<string, unknown>) =>
+      lines.push(`${level} ${message} ${JSON.stringify(fields ?? {})}`);
+    return { lines, logger: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') } };
+  }
+
+  const ok = (input: NewSourceInput): SetupResult => ({
+    ok: true,
+    sourceId: input.id ?? 'ann-imap',
+    lines: [`ann-imap: imap ${input.host}:993 (implicit)`, '  login: ok as ann', '  INBOX: 3 messages'],
+  });
+
+  function post(target: ReturnType<typeof makeWebApp>, path: string, body: unknown, headers = same) {
+    return target.request(`${ORIGIN}${path}`, {
+      method: 'POST',
+      headers: { ...headers, cookie },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+    });
+  }
+
+  it('answers 404 on the setup routes without a setup capability, and /config.json says so', async () => {
+    for (const path of ['/api/setup/test', '/api/sources']) {
+      const res = await post(app, path, good);
+      expect([path, res.status]).toEqual([path, 404]);
+      expect(await res.text()).not.toContain(PASSWORD);
+    }
+    expect(await json(call('/config.json', { cookie: null }))).toEqual({ auth: 'cookie' });
+    const { setup } = fakeSetup(ok);
+    const local2 = makeWebApp(deps(local, { setup }));
+    const config = await local2.request(`${ORIGIN}/config.json`);
+    expect(await config.json()).toEqual({ auth: 'cookie', setup: true });
+    // Never in AWS, whatever is injected: the page signs in with Cognito there.
+    const aws = makeWebApp(
+      deps(claimsAuthenticator({ issuer: ISSUER, clientId: CLIENT }), {
+        setup,
+        pageConfig: {
+          auth: 'cognito',
+          domain: 'https://d',
+          clientId: CLIENT,
+          redirectUri: 'https://p/',
+          scopes: [],
+        },
+      }),
+    );
+    expect(await (await aws.request(`${ORIGIN}/config.json`)).json()).not.toHaveProperty('setup');
+  });
+
+  it('tests and adds a source through the injected setup, and answers its lines', async () => {
+    const { setup, calls } = fakeSetup(ok);
+    const target = makeWebApp(deps(local, { setup }));
+    const tested = await post(target, '/api/setup/test', { ...good, host: '  imap.example.com ' });
+    expect(tested.status).toBe(200);
+    expect(await tested.json()).toEqual(ok(good));
+    const added = await post(target, '/api/sources', {
+      ...good,
+      id: 'work-mail',
+      port: 1993,
+      folders: ['INBOX', 'Archive'],
+      retention: { mode: 'delete-after-days', days: 30 },
+      pollMinutes: 10,
+    });
+    expect(await added.json()).toMatchObject({ ok: true, sourceId: 'work-mail' });
+    expect(calls).toEqual([
+      { what: 'test', input: good },
+      {
+        what: 'add',
+        input: {
+          ...good,
+          id: 'work-mail',
+          port: 1993,
+          folders: ['INBOX', 'Archive'],
+          retention: { mode: 'delete-after-days', days: 30 },
+          pollMinutes: 10,
+        },
+      },
+    ]);
+    // A refused login is an answer, not a failure of the request.
+    const refused = makeWebApp(
+      deps(local, {
+        setup: fakeSetup(() => ({
+          ok: false,
+          code: 'AUTH_FAILED',
+          message: 'login refused',
+          field: 'password',
+        })).setup,
+      }),
+    );
+    const no = await post(refused, '/api/setup/test', good);
+    expect(no.status).toBe(200);
+    expect(await no.json()).toEqual({
+      ok: false,
+      code: 'AUTH_FAILED',
+      message: 'login refused',
+      field: 'password',
+    });
+  });
+
+  it('refuses a bad body with 400 naming each field at fault, and never calls the setup', async () => {
+    const { setup, calls } = fakeSetup(ok);
+    const target = makeWebApp(deps(local, { setup }));
+    const { protocol: _p, ...noProtocol } = good;
+    const { host: _h, ...noHost } = good;
+    const { password: _w, ...noPassword } = good;
+    const cases: Array<[unknown, string, RegExp]> = [
+      [noHost, 'host', /is required: the server name/],
+      [{ ...good, host: '' }, 'host', /is required/],
+      [{ ...good, host: 'imaps://imap.example.com:993' }, 'host', /host name or an IP address alone/],
+      [noProtocol, 'protocol', /must be "imap" or "pop3"/],
+      [{ ...good, protocol: 'smtp' }, 'protocol', /must be "imap" or "pop3"/],
+      [{ ...good, port: 70000 }, 'port', /from 1 to 65535/],
+      [{ ...good, port: '993' }, 'port', /whole number/],
+      [{ ...good, tls: 'ssl' }, 'tls', /"implicit", "starttls" or "none"/],
+      [{ ...good, tls: 'none' }, 'tls', /only allowed for 127\.0\.0\.1 or localhost/],
+      [{ ...good, user: '' }, 'user', /is required: the login name/],
+      [noPassword, 'password', /is required: the password/],
+      [{ ...good, password: 'a\r\nb' }, 'password', /on one line/],
+      [{ ...good, folders: [] }, 'folders', /at least one folder/],
+      [{ ...good, protocol: 'pop3', folders: ['INBOX'] }, 'folders', /POP3 has no folders/],
+      [{ ...good, retention: { mode: 'delete-after-days', days: 0 } }, 'retention.days', /at least 1 day/],
+      [{ ...good, retention: { mode: 'forever' } }, 'retention', /"keep"/],
+      [{ ...good, pollMinutes: 0 }, 'pollMinutes', /from 1 to 1440/],
+      [{ ...good, id: 'Work Mail' }, 'id', /must be a slug/],
+      [{ ...good, secret: { env: 'X' } }, 'secret', /is not a field of a source/],
+      [[good], 'body', /must be a JSON object/],
+    ];
+    for (const [body, field, message] of cases) {
+      const res = await post(target, '/api/setup/test', body);
+      const text = await res.text();
+      expect([field, res.status]).toEqual([field, 400]);
+      expect(text).not.toContain(PASSWORD);
+      const { error } = JSON.parse(text) as ApiError;
+      expect([field, error.code, error.field]).toEqual([field, 'BAD_REQUEST', field]);
+      expect(error.issues?.find((i) => i.field === field)?.message).toMatch(message);
+      expect(error.message).toContain(field);
+    }
+    // Several problems at once: each one, in order.
+    const many = await post(target, '/api/sources', { ...good, host: '', port: 0, user: '' });
+    expect(((await many.json()) as ApiError).error.issues?.map((i) => i.field)).toEqual([
+      'host',
+      'port',
+      'user',
+    ]);
+    // Not JSON, or not said to be JSON.
+    const broken = await post(target, '/api/sources', `{"password": "${PASSWORD}"`);
+    expect(broken.status).toBe(400);
+    expect(await broken.text()).not.toContain(PASSWORD);
+    const form = await post(target, '/api/sources', `password=${PASSWORD}`, {
+      ...same,
+      'content-type': 'application/x-www-form-urlencoded',
+    });
+    expect(form.status).toBe(415);
+    expect((await post(target, '/api/sources', 'x'.repeat(20_000))).status).toBe(400);
+    // tls "none" is fine for this machine.
+    for (const host of ['127.0.0.1', 'localhost'])
+      expect((await post(target, '/api/setup/test', { ...good, host, tls: 'none' })).status).toBe(200);
+    expect(calls.map((c) => c.input.host)).toEqual(['127.0.0.1', 'localhost']);
+  });
+
+  it('refuses cross-site and unauthenticated calls before anything runs', async () => {
+    const { setup, calls } = fakeSetup(ok);
+    const target = makeWebApp(deps(local, { setup }));
+    const attempts: Array<Record<string, string>> = [
+      { 'sec-fetch-site': 'cross-site' },
+      { 'sec-fetch-site': 'same-site' },
+      { origin: 'https://evil.example' },
+      { origin: 'null' },
+    ];
+    for (const path of ['/api/setup/test', '/api/sources']) {
+      for (const headers of attempts) {
+        const res = await post(target, path, good, {
+          ...headers,
+          'content-type': 'application/json',
+        } as typeof same);
+        expect([path, headers, res.status]).toEqual([path, headers, 403]);
+      }
+      const anonymous = await target.request(`${ORIGIN}${path}`, {
+        method: 'POST',
+        headers: same,
+        body: JSON.stringify(good),
+      });
+      expect(anonymous.status).toBe(401);
+    }
+    expect(calls).toEqual([]);
+  });
+
+  it('never puts the password in an answer or a log line, even when the setup does', async () => {
+    const echoes: Array<(input: NewSourceInput) => SetupResult | Error> = [
+      (i) => ({
+        ok: false,
+        code: 'AUTH_FAILED',
+        message: `LOGIN ${i.user} ${i.password} refused`,
+        field: 'password',
+      }),
+      (i) => ({ ok: true, sourceId: 'ann', lines: [`login: ok with ${i.password}`, JSON.stringify(i)] }),
+      (i) => new Error(`connect failed: ${JSON.stringify(i)}`),
+      (i) => ({ ok: false, code: i.password, message: i.password }),
+    ];
+    for (const echo of echoes) {
+      const { lines, logger } = capture();
+      const target = makeWebApp(deps(local, { setup: fakeSetup(echo).setup, logger }));
+      for (const path of ['/api/setup/test', '/api/sources']) {
+        const res = await post(target, path, good);
+        expect(res.status).toBe(200);
+        const text = await res.text();
+        expect(text).not.toContain(PASSWORD);
+        expect(text).not.toContain(JSON.stringify(PASSWORD).slice(1, -1));
+        expect(text).toContain('[password]');
+      }
+      expect(lines.length).toBeGreaterThan(0);
+      for (const line of lines) {
+        expect(line).not.toContain(PASSWORD);
+        expect(line).not.toContain(JSON.stringify(PASSWORD).slice(1, -1));
+      }
+    }
+  });
+
+  it('carries the progress of a running sync on its source', async () => {
+    const running: SyncProgressView = {
+      sourceId: a.id,
+      startedAt: Date.now() - 5000,
+      fetched: 120,
+      fetchedBytes: 3_500_000,
+      planned: 400,
+      bytesPerSecond: 700_000,
+      etaSeconds: 14,
+    };
+    let now: SyncProgressView[] = [running, { ...running, sourceId: 'not-a-source' }];
+    const target = makeWebApp(deps(local, { progress: () => now }));
+    const read = async () =>
+      (
+        (await (await target.request(`${ORIGIN}/api/sources`, { headers: { cookie } })).json()) as {
+          sources: SourceStatus[];
+        }
+      ).sources;
+    const during = await read();
+    expect(during.find((s) => s.id === a.id)!.progress).toEqual(running);
+    expect(during.find((s) => s.id === b.id)).not.toHaveProperty('progress');
+    expect(during.map((s) => s.id)).toEqual([a.id, b.id].sort());
+    now = [];
+    expect((await read()).every((s) => s.progress === undefined)).toBe(true);
+    // Without a progress source (AWS), never.
+    const { sources } = await json<{ sources: SourceStatus[] }>(call('/api/sources'));
+    expect(sources.some((s) => 'progress' in s)).toBe(false);
   });
 });
 

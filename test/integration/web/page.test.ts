@@ -16,7 +16,9 @@ import type { Browser } from 'playwright-core';
 import { launchBrowser, watchPage, type PageWatch } from '../../support/browser';
 import { MailLab } from '../../support/mail-lab';
 import {
+  FAKE_PASSWORD,
   cli,
+  fakeSetup,
   freshTable,
   sampleFixture,
   startPageFixtureServer,
@@ -25,6 +27,7 @@ import {
 } from '../../support/page-fixture-server';
 import { createHash } from 'node:crypto';
 import { buildPageAssets, loadPageAssets, writePageAssets } from '../../../functions/web/page-assets';
+import type { SyncProgressView } from '../../../functions/web/contract';
 
 const lab = MailLab.fromEnv();
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'trib-page-'));
@@ -673,6 +676,268 @@ describe('the page against the fixture server', () => {
       );
       await expect(watch.page.locator('#list li').count()).resolves.toBe(1);
       expect(fixture.log.filter((l) => l === 'GET /api/messages').length).toBeGreaterThanOrEqual(5);
+      expect(watch.consoleErrors).toEqual([]);
+    } finally {
+      await watch.context.close();
+      await fixture.close();
+    }
+  });
+
+  /** A failed load of an answer the test provoked (a refused login is 200; a bad field is 400). */
+  const unexpected = (watch: PageWatch) => watch.consoleErrors.filter((e) => !/status of 400/.test(e));
+
+  it('first run: with no sources, the page is the form to add one; it tests the connection, shows why not, and adds', async () => {
+    const data = { messages: [], sources: [] };
+    const setup = fakeSetup(data);
+    const fixture = await startPageFixtureServer(data, { setup });
+    const watch = await watchPage(browser, { allow: [fixture.origin] });
+    const page = watch.page;
+    const result = () => page.locator('#setup-result').innerText();
+    const value = (id: string) => page.locator(id).inputValue();
+    try {
+      await page.goto(fixture.startUrl);
+      await page.waitForSelector('body[data-ready="1"]');
+      expect(new URL(page.url()).hash).toBe('#/setup');
+      await expect(page.locator('#view-setup h1').textContent()).resolves.toBe('Add your first mail account');
+      await expect(page.locator('#view-list').isHidden()).resolves.toBe(true);
+      await expect(page.locator('#view-setup a.cancel').isHidden()).resolves.toBe(true);
+
+      // Every control has a label; the port follows protocol and TLS until typed in; folders are IMAP's.
+      const unlabelled = await page.$$eval('#view-setup input, #view-setup select', (els) =>
+        els.filter((el) => !(el as HTMLInputElement).labels?.length && !el.getAttribute('aria-label')).map((el) => el.id),
+      ); // prettier-ignore
+      expect(unlabelled).toEqual([]);
+      await expect(value('#setup-port')).resolves.toBe('993');
+      await page.selectOption('#setup-protocol', 'pop3');
+      await expect(value('#setup-port')).resolves.toBe('995');
+      await expect(page.locator('#setup-folders').isHidden()).resolves.toBe(true);
+      await page.selectOption('#setup-tls', 'starttls');
+      await expect(value('#setup-port')).resolves.toBe('110');
+      await page.selectOption('#setup-protocol', 'imap');
+      await expect(value('#setup-port')).resolves.toBe('143');
+      await expect(value('#setup-folders')).resolves.toBe('INBOX');
+      await page.selectOption('#setup-tls', 'implicit');
+      await expect(value('#setup-port')).resolves.toBe('993');
+      await expect(page.locator('#setup-retention-keep').isChecked()).resolves.toBe(true);
+      await expect(page.locator('#setup-days').isDisabled()).resolves.toBe(true);
+
+      // "None" is for this machine only, said beside the choice.
+      await page.fill('#setup-host', 'mail.example.com');
+      await page.selectOption('#setup-tls', 'none');
+      await expect(page.locator('#setup-tls-error').innerText()).resolves.toMatch(
+        /only allowed for 127\.0\.0\.1 or localhost/,
+      );
+      await page.click('#setup-test');
+      expect(setup.calls).toEqual([]);
+      await page.selectOption('#setup-tls', 'implicit');
+      await expect(page.locator('#setup-tls-error').isHidden()).resolves.toBe(true);
+
+      // What the server refuses comes back beside its field.
+      await page.fill('#setup-host', 'imaps://mail.example.com');
+      await page.fill('#setup-user', 'ann');
+      await page.fill('#setup-password', 'wrong');
+      await page.click('#setup-test');
+      await page.waitForSelector('#setup-host-error:not([hidden])');
+      await expect(page.locator('#setup-host-error').innerText()).resolves.toMatch(
+        /host name or an IP address alone/,
+      );
+      await expect(page.locator('#setup-host').getAttribute('aria-invalid')).resolves.toBe('true');
+      await expect(page.evaluate(() => document.activeElement?.id)).resolves.toBe('setup-host');
+
+      // A refused login: the code and message, and the password marked.
+      await page.fill('#setup-host', 'mail.example.com');
+      await expect(page.locator('#setup-host-error').isHidden()).resolves.toBe(true);
+      await page.click('#setup-test');
+      await page.waitForSelector('#setup-result[data-kind="error"]');
+      await expect(result()).resolves.toMatch(
+        /^AUTH_FAILED: The server mail\.example\.com refused the login for ann/,
+      );
+      await expect(page.locator('#setup-password').getAttribute('aria-invalid')).resolves.toBe('true');
+
+      // The right password: the lines of "sources test".
+      await page.fill('#setup-password', FAKE_PASSWORD);
+      await page.click('#setup-test');
+      await page.waitForSelector('#setup-result[data-kind="ok"]');
+      const lines = await page.locator('#setup-result li').allInnerTexts();
+      expect(lines[0]).toBe('ann-mail-example-com: imap mail.example.com:993 (implicit)');
+      expect(lines).toContain('login: ok as ann');
+      expect(lines.some((l) => l.startsWith('TLS: TLSv1.3'))).toBe(true);
+      expect(lines).toContain('INBOX: 42 messages (UIDVALIDITY 1, UIDNEXT 43)');
+      await expect(result()).resolves.toContain('Connection OK');
+
+      // Add, from the keyboard: delete after 14 days, a name of its own, Enter.
+      await page.check('#setup-retention-delete-after-days');
+      await page.fill('#setup-days', '14');
+      await page.fill('#setup-id', 'work-mail');
+      await page.focus('#setup-password');
+      await page.keyboard.press('Enter');
+      await page.waitForSelector('article.source[data-source="work-mail"]');
+      expect(new URL(page.url()).hash).toBe('#/sources');
+      expect(setup.calls.map((c) => c.what)).toEqual(['test', 'test', 'add']);
+      expect(setup.calls[2]!.input).toEqual({
+        protocol: 'imap',
+        host: 'mail.example.com',
+        port: 993,
+        tls: 'implicit',
+        user: 'ann',
+        password: FAKE_PASSWORD,
+        folders: ['INBOX'],
+        retention: { mode: 'delete-after-days', days: 14 },
+        id: 'work-mail',
+      });
+      await expect(page.locator('#status').innerText()).resolves.toContain('Added work-mail');
+      await expect(page.locator('#filter-source option[value="work-mail"]').count()).resolves.toBe(1);
+
+      // Later: "Add a source" from the sources view, an empty form, no first-run greeting.
+      await page.click('#view-sources a.add-source');
+      await page.waitForSelector('#view-setup:not([hidden])');
+      await expect(page.locator('#view-setup h1').textContent()).resolves.toBe('Add a source');
+      await expect(value('#setup-password')).resolves.toBe('');
+      await expect(value('#setup-id')).resolves.toBe('');
+      await expect(page.locator('#setup-retention-keep').isChecked()).resolves.toBe(true);
+      await expect(page.locator('#setup-result').innerText()).resolves.toBe('');
+      await expect(page.locator('#view-setup a.cancel').isVisible()).resolves.toBe(true);
+      // The password went out in request bodies only, never into the page.
+      expect(fixture.bodies.filter((b) => b.includes(FAKE_PASSWORD))).toHaveLength(2);
+      await expect(page.evaluate(() => document.documentElement.outerHTML)).resolves.not.toContain(
+        FAKE_PASSWORD,
+      );
+      expect(unexpected(watch)).toEqual([]);
+      expect(watch.foreignRequests(fixture.origin)).toEqual([]);
+    } finally {
+      await watch.context.close();
+      await fixture.close();
+    }
+  });
+
+  it('shows no form without the setup capability (AWS), nor once there are sources', async () => {
+    const empty = await startPageFixtureServer({ messages: [], sources: [] });
+    const withSources = await startPageFixtureServer(sampleFixture(), { setup: fakeSetup(sampleFixture()) });
+    const watch = await watchPage(browser, { allow: [empty.origin, withSources.origin] });
+    const page = watch.page;
+    try {
+      await page.goto(empty.startUrl);
+      await page.waitForSelector('body[data-ready="1"]');
+      await expect(page.locator('#view-list').isVisible()).resolves.toBe(true);
+      await expect(page.locator('#view-setup').isHidden()).resolves.toBe(true);
+      await page.click('#tab-sources');
+      await page.waitForSelector('#view-sources h1');
+      await expect(page.locator('#view-sources a.add-source').count()).resolves.toBe(0);
+      await page.goto(`${empty.origin}/#/setup`);
+      await page.waitForSelector('#view-setup:not([hidden]) h1');
+      await expect(page.locator('#view-setup form').count()).resolves.toBe(0);
+      await expect(page.locator('#view-setup').innerText()).resolves.toContain('tributary sources add');
+      expect(empty.log.filter((l) => l.startsWith('POST'))).toEqual([]);
+
+      await page.goto(withSources.startUrl);
+      await page.waitForSelector('#list li');
+      expect(new URL(page.url()).hash).toBe('');
+      await page.click('#tab-sources');
+      await page.waitForSelector('#view-sources a.add-source');
+      await expect(page.locator('#view-sources a.add-source').isVisible()).resolves.toBe(true);
+      expect(watch.consoleErrors).toEqual([]);
+    } finally {
+      await watch.context.close();
+      await empty.close();
+      await withSources.close();
+    }
+  });
+
+  it('the form fits a phone and follows the dark theme', async () => {
+    const data = { messages: [], sources: [] };
+    const fixture = await startPageFixtureServer(data, { setup: fakeSetup(data) });
+    const watch = await watchPage(browser, {
+      allow: [fixture.origin],
+      viewport: { width: 390, height: 844 },
+      isMobile: true,
+      colorScheme: 'dark',
+    });
+    const page = watch.page;
+    try {
+      await page.goto(fixture.startUrl);
+      await page.waitForSelector('#view-setup form');
+      await expect(
+        page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth),
+      ).resolves.toBeLessThanOrEqual(0);
+      const host = (await page.locator('#setup-host').boundingBox())!;
+      expect(host.width).toBeGreaterThan(300);
+      const colors = await page.evaluate(() => {
+        const input = getComputedStyle(document.getElementById('setup-host')!);
+        return [getComputedStyle(document.body).backgroundColor, input.backgroundColor, input.color];
+      });
+      expect(colors).toEqual(['rgb(21, 23, 27)', 'rgb(21, 23, 27)', 'rgb(230, 232, 236)']);
+      expect(watch.consoleErrors).toEqual([]);
+    } finally {
+      await watch.context.close();
+      await fixture.close();
+    }
+  });
+
+  it('shows the progress of a running sync and asks again every ~2 s until it ends', async () => {
+    const MB = 1024 * 1024;
+    const view = (fetched: number, etaSeconds: number): SyncProgressView => ({
+      sourceId: 'work-imap',
+      startedAt: Date.now() - 10_000,
+      fetched,
+      fetchedBytes: (fetched / 10) * 1.5 * MB,
+      planned: 100,
+      bytesPerSecond: 0.5 * MB,
+      etaSeconds,
+    });
+    let running: SyncProgressView[] = [view(10, 130)];
+    const asked: number[] = [];
+    const fixture = await startPageFixtureServer(sampleFixture(), {
+      progress: () => {
+        asked.push(Date.now());
+        return running;
+      },
+    });
+    const watch = await watchPage(browser, { allow: [fixture.origin] });
+    const page = watch.page;
+    const card = page.locator('article.source[data-source="work-imap"]');
+    const text = () => card.locator('.progress-text').innerText();
+    try {
+      await page.goto(fixture.startUrl);
+      await page.waitForSelector('#list li');
+      await page.click('#tab-sources');
+      await page.waitForSelector('article.source[data-source="work-imap"] .progress');
+      await expect(text()).resolves.toBe(
+        'Syncing: 10 of 100 messages · 1.5 MB · 512 KB/s · about 2 min left',
+      );
+      await expect(card.locator('[role="progressbar"]').getAttribute('aria-valuenow')).resolves.toBe('10');
+      await expect(card.locator('.pill.live').textContent()).resolves.toBe('syncing');
+      await expect(page.locator('article.source[data-source="home-pop"] .progress').count()).resolves.toBe(0);
+
+      // It moves on: the page shows the numbers of the next poll, about 2 s after the last.
+      const before = asked.length;
+      running = [view(20, 40)];
+      await page.waitForFunction(() =>
+        document.querySelector('article.source[data-source="work-imap"] .progress-text')?.textContent?.startsWith('Syncing: 20 of 100'),
+      ); // prettier-ignore
+      await expect(text()).resolves.toBe(
+        'Syncing: 20 of 100 messages · 3.0 MB · 512 KB/s · less than a minute left',
+      );
+      const gap = asked[before]! - asked[before - 1]!;
+      expect(gap).toBeGreaterThan(1500);
+      expect(gap).toBeLessThan(3500);
+
+      // The sync ends: the progress goes, and so does the polling.
+      running = [];
+      await page.waitForSelector('article.source[data-source="work-imap"]:not(.syncing)', {
+        timeout: 10_000,
+      });
+      await expect(card.locator('.progress').count()).resolves.toBe(0);
+      const after = asked.length;
+      await new Promise((r) => setTimeout(r, 4500));
+      expect(asked.length).toBe(after);
+
+      // "Sync now" looks again a couple of times (the sync may take a moment to start), then stops.
+      await card.locator('button.sync').click();
+      await page.waitForFunction(
+        () => document.getElementById('status')?.textContent === 'Sync of work-imap queued.',
+      );
+      await new Promise((r) => setTimeout(r, 7000));
+      expect(asked.length - after).toBe(2);
       expect(watch.consoleErrors).toEqual([]);
     } finally {
       await watch.context.close();
