@@ -1,8 +1,7 @@
 import fs from 'node:fs';
-import { hostname } from 'node:os';
+import { homedir, hostname } from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
-import { describeError, TributaryError } from '../core/errors';
+import { ConfigError, describeError, TributaryError } from '../core/errors';
 import type { MessageRecord, Source, SourceRunReport } from '../core/model';
 import type { Bytes } from '../core/ports';
 import { defaultHolder, rawObjectKey, syncSource, type SyncOptions, type SyncProgress } from '../core/sync';
@@ -11,8 +10,8 @@ import type { AuditRecord } from '../core/model';
 import { loadConfig, type Config } from '../shared/config';
 import { ConfiguredCredentials } from '../adapters/secrets/credentials';
 import { makeConnector } from '../shared/connector';
-import { openRuntime, type Runtime } from '../shared/runtime';
-import { DataDirBusyError, InterruptedError } from '../local/emulators';
+import { openRuntime, silentLogger, type Runtime } from '../shared/runtime';
+import { createDefaultConfig } from '../local/setup';
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import { PromptInterrupted, type SecretInput } from './password';
 import {
@@ -24,53 +23,26 @@ import {
   type AdminContext,
   type SourceFlags,
 } from './sources-admin';
-import { describeOwner, isRunning } from '../local/data-dir';
+import { isRunning } from '../local/data-dir';
 import { DEFAULT_PORT, PortInUseError, serve } from './serve';
+import {
+  commandHelp,
+  EXIT,
+  findCommand,
+  formatUsageError,
+  groupHelp,
+  parseCommandLine,
+  topLevelHelp,
+  UsageError,
+  type OptionName,
+  type OPTIONS,
+} from './help';
+import { runMigrate } from './migrate';
+import { checkSource } from './source-check';
+import { displayWidth, fitToWidth, sanitize, truncateToWidth } from './text-width';
+import { tracedConnector, tracedCredentials, tracedPort, VerboseLogger } from './verbose';
 
 /** Exit status when the local data folder stays in use by another command (EX_TEMPFAIL: try again later). */
-export const EXIT_BUSY = 75;
-const DEFAULT_WAIT_SECONDS = 30;
-
-const USAGE = `tributary: your mail accounts in one inbox
-
-Usage:
-  tributary sync [--source ID] [--json] [--budget-seconds N]
-  tributary plan [--source ID] [--json]          what the next sync would fetch and delete, and why
-  tributary audit [--source ID] [--since DATE] [--json]
-  tributary sources list [--json]
-  tributary sources test ID [--json]
-  tributary sources retry ID [--message IDENTITY]   try set-aside messages again at the next sync
-  tributary inbox [--source ID] [--limit N] [--cursor C] [--json]
-  tributary serve [--port N]                     the inbox in a browser, on 127.0.0.1 only (default port 8025):
-      prints a start URL with a one-time token; "sync now" in the page syncs that source in this process.
-      No scheduler runs yet: new mail arrives with "sync now" (with the local store, the data folder is serve's
-      while it runs: a "tributary sync" elsewhere waits for it). Ctrl-C stops it.
-  tributary export --format maildir|mbox --out DIR [--source ID]
-      maildir: DIR/<id>/cur, one file per stored message, byte for byte; files already there are kept
-      mbox: DIR/<id>.mbox, mboxrd ("From " lines in a message quoted with ">"), each message byte for byte
-            with its own line ends: its "From " line and the blank line after it end the same way (CRLF for
-            mail as servers send it); an existing DIR/<id>.mbox is never overwritten
-
-A deployed Tributary (store {"mode": "aws", "stack": "TributaryService"}) keeps its sources in its table:
-  tributary sources add ID --protocol imap|pop3 --host HOST --user USER [SETTINGS] [PASSWORD] [--skip-test]
-  tributary sources update ID [SETTINGS] [PASSWORD] [--skip-test]
-  tributary sources enable ID | disable ID | remove ID     remove keeps the source's mail in the inbox
-  tributary sources import --from FILE [--replace]        the sources of a config file, passwords included
-    SETTINGS: --port N --tls implicit|starttls|none --folders A,B --poll-minutes N --ca-file PEM|system
-              --servername NAME --retention keep|delete-on-retrieve|delete-after-days:N
-              --settings FILE (a JSON object with any field of a config file's source; null removes one)
-    PASSWORD: asked for at the terminal, not echoed; or --password-stdin (piped), --password-env NAME;
-              update changes it only with one of those or --ask-password. Never on the command line.
-    add and update log in first (as "sources test" does) and save nothing if that fails.
-
-Options:
-  --config FILE   the config file (default: $TRIBUTARY_CONFIG, else ./tributary.config.json)
-  --wait SECONDS  local store: how long to wait while another command uses the data folder (default ${DEFAULT_WAIT_SECONDS})
-
-Exit status: 0 ok, 1 a source failed, 2 bad usage or config, ${EXIT_BUSY} the data folder stayed busy,
-130 stopped by Ctrl-C (143 by SIGTERM). A first Ctrl-C stops a sync at a safe point, checkpointed, with its
-lease released; a second one quits at once.
-`;
 
 export interface Io {
   out: (text: string) => void;
@@ -79,6 +51,10 @@ export interface Io {
   /** Where a password is read from (standard input; a prompt when it is a terminal). */
   input?: SecretInput;
   env?: NodeJS.ProcessEnv;
+  /** The terminal's width, when standard output is one (the inbox cuts subjects to it). */
+  columns?: number;
+  /** Where relative paths start and ./tributary.config.json is looked for (default: the current folder). */
+  cwd?: string;
 }
 
 const defaultIo: Io = {
@@ -87,15 +63,73 @@ const defaultIo: Io = {
   isTty: Boolean(process.stderr.isTTY),
   input: process.stdin,
   env: process.env,
+  columns: process.stdout.isTTY ? process.stdout.columns : undefined,
 };
 
-class UsageError extends Error {}
+/** The options as the command line gave them, checked (parseCommandLine): strings for values, true for flags. */
+type Values = {
+  [K in OptionName]?: (typeof OPTIONS)[K]['type'] extends 'string' ? string : boolean;
+};
 
 const SIGNAL_NUMBERS: Partial<Record<string, number>> = { SIGINT: 2, SIGTERM: 15 };
 
 /** 128 + the signal's number, as shells report a command a signal stopped (130 for Ctrl-C). */
 export function signalExitCode(signal: unknown): number {
   return 128 + (SIGNAL_NUMBERS[String(signal)] ?? 2);
+}
+
+/** The version in package.json (beside functions/ in a checkout, and in an installed or linked package). */
+export function cliVersion(): string {
+  const file = path.join(__dirname, '..', '..', 'package.json');
+  return (JSON.parse(fs.readFileSync(file, 'utf8')) as { version: string }).version;
+}
+
+/** The config file in the current folder, when there is one; the per-user one otherwise (see configFile). */
+export const LOCAL_CONFIG_NAME = 'tributary.config.json';
+
+/**
+ * Which config file a command reads, as fetchmail (~/.fetchmailrc) and mbsync ($XDG_CONFIG_HOME/isyncrc) users
+ * expect one to be found from any folder: `--config FILE`, else $TRIBUTARY_CONFIG, else ./tributary.config.json when
+ * the current folder has one (a project folder, as before), else the per-user
+ * $XDG_CONFIG_HOME/tributary/config.json (~/.config/tributary/config.json). A relative path in it (dataDir, caFile,
+ * a secret file) starts at the config file's folder, wherever the command runs.
+ */
+export function configFile(
+  explicit: string | undefined,
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+): { file: string; lookedAt?: string[] } {
+  if (explicit !== undefined) return { file: path.resolve(cwd, explicit) };
+  if (env.TRIBUTARY_CONFIG) return { file: path.resolve(cwd, env.TRIBUTARY_CONFIG) };
+  const local = path.resolve(cwd, LOCAL_CONFIG_NAME);
+  const home = env.HOME || homedir();
+  const xdg =
+    env.XDG_CONFIG_HOME && path.isAbsolute(env.XDG_CONFIG_HOME)
+      ? env.XDG_CONFIG_HOME
+      : path.join(home, '.config');
+  const user = path.join(xdg, 'tributary', 'config.json');
+  if (fs.existsSync(local)) return { file: local };
+  if (fs.existsSync(user)) return { file: user };
+  return { file: local, lookedAt: [local, user] };
+}
+
+/**
+ * The config, found as `configFile` says. `create` (`serve`, i.e. `npm start`): a first start on a machine with no
+ * config writes one (the local store, no source; the page then opens on the form that adds one) where it looked
+ * first, or where --config / TRIBUTARY_CONFIG point.
+ */
+function readConfig(explicit: string | undefined, io: Io, create = false): Config {
+  const { file, lookedAt } = configFile(explicit, io.env ?? process.env, io.cwd ?? process.cwd());
+  if (create && !fs.existsSync(file)) {
+    createDefaultConfig(file);
+    io.err(`note: no config yet: wrote ${file} (the local store, no source yet)\n`);
+    return loadConfig(file);
+  }
+  if (lookedAt)
+    throw new ConfigError(
+      `no config file: looked for ${lookedAt.join(' and ')}; create one (see "Configuration" in the README), or point to one with --config FILE or TRIBUTARY_CONFIG`,
+    );
+  return loadConfig(file);
 }
 
 /**
@@ -169,85 +203,76 @@ function pickSources(set: SourceSet, id: string | undefined): Config['sources'] 
   return found;
 }
 
-const ADMIN_COMMANDS = ['add', 'update', 'remove', 'enable', 'disable', 'import'];
-
 /**
- * Runs one CLI command; returns the exit status (0 ok, 1 a source failed, 2 bad usage or config, 75 the data folder
- * is busy, 128 + signal when `stop` was aborted with a signal's name).
+ * Runs one CLI command; returns the exit status (EXIT in help.ts, as "tributary help" lists them: 0 ok, 1 a source
+ * or the command failed, 2 bad usage or config, 75 the data folder is busy, 130 Ctrl-C at a password prompt, and
+ * 128 + signal whenever `stop` was aborted with a signal's name).
  */
 export async function main(argv: string[], io: Io = defaultIo, stop?: AbortSignal): Promise<number> {
-  const code = await runCommand(argv, io, stop);
-  return stop?.aborted ? signalExitCode(stop.reason) : code;
+  const ended = { byStop: false };
+  const code = await runCommand(argv, io, stop, ended);
+  return stop?.aborted && !ended.byStop ? signalExitCode(stop.reason) : code;
 }
 
-async function runCommand(argv: string[], io: Io, stop: AbortSignal | undefined): Promise<number> {
+/**
+ * `ended.byStop`: the command ends when `stop` is aborted, as its normal way to end (`serve`, a service: Ctrl-C and
+ * SIGTERM are how it is stopped, so its status stays 0).
+ */
+async function runCommand(
+  argv: string[],
+  io: Io,
+  stop: AbortSignal | undefined,
+  ended: { byStop: boolean },
+): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        config: { type: 'string' },
-        source: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        limit: { type: 'string' },
-        cursor: { type: 'string' },
-        format: { type: 'string' },
-        out: { type: 'string' },
-        'budget-seconds': { type: 'string' },
-        since: { type: 'string' },
-        message: { type: 'string' },
-        wait: { type: 'string' },
-        protocol: { type: 'string' },
-        host: { type: 'string' },
-        port: { type: 'string' },
-        tls: { type: 'string' },
-        user: { type: 'string' },
-        'ca-file': { type: 'string' },
-        servername: { type: 'string' },
-        folders: { type: 'string' },
-        'poll-minutes': { type: 'string' },
-        retention: { type: 'string' },
-        settings: { type: 'string' },
-        'password-stdin': { type: 'boolean' },
-        'password-env': { type: 'string' },
-        'ask-password': { type: 'boolean' },
-        'skip-test': { type: 'boolean' },
-        from: { type: 'string' },
-        replace: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    });
+    parsed = parseCommandLine(argv);
   } catch (err) {
-    io.err(`${(err as Error).message}\n\n${USAGE}`);
-    return 2;
+    if (!(err instanceof UsageError)) throw err;
+    io.err(formatUsageError(err));
+    return EXIT.usage;
   }
-  const { values, positionals } = parsed;
-  const [command, sub, arg] = positionals;
-  if (values.help || !command) {
-    io.out(USAGE);
-    return command || values.help ? 0 : 2;
+  const { spec, args } = parsed;
+  const values = parsed.values as Values;
+  if (parsed.version) {
+    io.out(`tributary ${cliVersion()}\n`);
+    return EXIT.ok;
   }
+  if (parsed.help) {
+    io.out(spec ? commandHelp(spec) : ((parsed.group && groupHelp(parsed.group)) ?? topLevelHelp()));
+    return EXIT.ok;
+  }
+  if (!spec) {
+    io.err(topLevelHelp());
+    return EXIT.usage;
+  }
+  if (spec.name === 'help') {
+    if (!args.length) {
+      io.out(topLevelHelp());
+      return EXIT.ok;
+    }
+    const target = findCommand(args.join(' '));
+    const text = target ? commandHelp(target) : args.length === 1 ? groupHelp(args[0]!) : undefined;
+    if (!text) {
+      io.err(formatUsageError(new UsageError(`no command "${args.join(' ')}"`)));
+      return EXIT.usage;
+    }
+    io.out(text);
+    return EXIT.ok;
+  }
+  const command = spec.name;
+  const [arg] = args;
   let runtime: Runtime | undefined;
+  const logger = values.verbose ? new VerboseLogger(io.err) : undefined;
   try {
-    const config = loadConfig(values.config);
-    const waitSeconds = values.wait !== undefined ? Number(values.wait) : DEFAULT_WAIT_SECONDS;
-    if (!Number.isFinite(waitSeconds) || waitSeconds < 0)
-      throw new UsageError('--wait must be a number of seconds (0: do not wait)');
+    const config = readConfig(values.config, io, command === 'serve');
+    logger?.debug(`config: ${config.file} (store: ${config.store.mode})`);
     const deployed = config.store.mode === 'aws' && config.store.stack !== undefined;
     const needsRuntime = async (): Promise<Runtime> => {
       if (runtime) return runtime;
-      runtime = await openRuntime(config, undefined, {
-        waitMs: waitSeconds * 1000,
-        purpose: [command, sub].filter(Boolean).join(' '),
-        signal: stop,
-        onWait: (owner) =>
-          io.err(
-            `waiting for ${config.store.mode === 'local' ? config.store.dataDir : 'the store'}: in use by ${describeOwner(owner)}; up to ${waitSeconds} s\n`,
-          ),
-        onNote: (note) => io.err(`note: ${note}\n`),
-      });
+      runtime = await openRuntime(config, logger ?? silentLogger);
       for (const note of runtime.notes) io.err(`note: ${note}\n`);
+      if (logger) traceRuntime(runtime, logger);
       return runtime;
     };
     // A deployed Tributary's sources are in its table: reading them needs the store; a config's are at hand.
@@ -265,34 +290,33 @@ async function runCommand(argv: string[], io: Io, stop: AbortSignal | undefined)
         const set = await sourceSet();
         return await runSync(await needsRuntime(), pickSources(set, values.source), values, io, stop);
       }
-      case 'sources':
-        if (sub === 'list') {
-          const set = await sourceSet();
-          return await listSources(await needsRuntime(), set, values.json, io);
-        }
-        if (sub === 'test') {
-          if (!arg) throw new UsageError('sources test needs a source id');
-          const [source] = pickSources(await sourceSet(), arg);
-          return await testSource(source!, runtime?.ssm, values.json, io);
-        }
-        if (sub === 'retry') {
-          if (!arg) throw new UsageError('sources retry needs a source id');
-          const [source] = pickSources(await sourceSet(), arg);
-          return await retrySetAside(await needsRuntime(), source!, values.message, io);
-        }
-        if (sub && ADMIN_COMMANDS.includes(sub)) {
-          if (!deployed)
-            throw new UsageError(
-              `"sources ${sub}" changes a deployed Tributary (a config whose store is {"mode": "aws", "stack": "TributaryService"}); here the sources are the ones listed in ${config.file}: edit that file`,
-            );
-          if (sub !== 'import' && !arg) throw new UsageError(`sources ${sub} needs a source id`);
-          if (sub === 'import' && !values.from)
-            throw new UsageError('sources import needs --from FILE: a config file whose sources to import');
-          return await runAdmin(await needsRuntime(), sub, arg, values, io);
-        }
-        throw new UsageError(
-          `unknown "sources ${sub ?? ''}": use "sources list", "sources test ID", "sources retry ID"${deployed ? ', or add, update, remove, enable, disable, import' : ''}`,
-        );
+      case 'sources list': {
+        const set = await sourceSet();
+        return await listSources(await needsRuntime(), set, values.json, io);
+      }
+      case 'sources test': {
+        const [source] = pickSources(await sourceSet(), arg);
+        return await testSource(source!, runtime?.ssm, values.json, io, logger);
+      }
+      case 'sources retry': {
+        const [source] = pickSources(await sourceSet(), arg);
+        return await retrySetAside(await needsRuntime(), source!, values.message, io);
+      }
+      case 'sources add':
+      case 'sources update':
+      case 'sources remove':
+      case 'sources enable':
+      case 'sources disable':
+      case 'sources import': {
+        const sub = command.slice('sources '.length);
+        if (!deployed)
+          throw new UsageError(
+            `"sources ${sub}" changes a deployed Tributary (a config whose store is {"mode": "aws", "stack": "TributaryService"}); here the sources are the ones listed in ${config.file}: edit that file`,
+          );
+        if (sub === 'import' && !values.from)
+          throw new UsageError('needs --from FILE: a config file whose sources to import');
+        return await runAdmin(await needsRuntime(), sub, arg, values, io);
+      }
       case 'plan': {
         const set = await sourceSet();
         return await showPlan(await needsRuntime(), pickSources(set, values.source), values.json, io);
@@ -309,6 +333,11 @@ async function runCommand(argv: string[], io: Io, stop: AbortSignal | undefined)
         const set = await sourceSet();
         return await exportMail(await needsRuntime(), set, values, io, stop);
       }
+      case 'migrate': {
+        if (!values.from)
+          throw new UsageError('needs --from STORE (local-aws: the local store of earlier versions)');
+        return await runMigrate(config, { from: values.from, json: values.json }, io);
+      }
       case 'serve': {
         const port = values.port === undefined ? DEFAULT_PORT : Number(values.port);
         if (!Number.isInteger(port) || port < 0 || port > 65535)
@@ -318,38 +347,48 @@ async function runCommand(argv: string[], io: Io, stop: AbortSignal | undefined)
         } catch (err) {
           if (!(err instanceof PortInUseError)) throw err;
           io.err(`${err.message}\n`);
-          return 1;
+          return EXIT.failed;
         }
-        return 0;
+        ended.byStop = true;
+        return EXIT.ok;
       }
       default:
         throw new UsageError(`unknown command "${command}"`);
     }
   } catch (err) {
     if (err instanceof UsageError) {
-      io.err(`${err.message}\n\n${USAGE}`);
-      return 2;
-    }
-    if (err instanceof DataDirBusyError) {
-      io.err(
-        `${err.message}: nothing done; run the command again when it is done, or give it longer with --wait SECONDS\n`,
-      );
-      return EXIT_BUSY;
+      err.command ??= command;
+      io.err(formatUsageError(err));
+      return EXIT.usage;
     }
     if (err instanceof PromptInterrupted) {
       io.err(`${err.message}: nothing done\n`);
-      return 130;
-    }
-    if (err instanceof InterruptedError) {
-      io.err(`${err.message}: nothing done\n`);
-      return 1;
+      return EXIT.interrupted;
     }
     const d = describeError(err);
     io.err(`error [${d.code}]: ${d.message}\n`);
-    return err instanceof TributaryError && err.code === 'CONFIG_INVALID' ? 2 : 1;
+    return err instanceof TributaryError && err.code === 'CONFIG_INVALID' ? EXIT.usage : EXIT.failed;
   } finally {
     await runtime?.close();
   }
+}
+
+/** --verbose: the engine's upstream sessions, credentials and store steps logged (see verbose.ts). */
+function traceRuntime(runtime: Runtime, logger: VerboseLogger): void {
+  const { deps } = runtime;
+  const index = tracedPort(runtime.index, logger, 'index');
+  const store = tracedPort(runtime.store, logger, 'store');
+  const connector = tracedConnector(runtime.connector, logger);
+  runtime.deps = {
+    ...deps,
+    connector: deps.connector === runtime.connector ? connector : tracedConnector(deps.connector, logger),
+    credentials: tracedCredentials(deps.credentials, logger),
+    store: deps.store === runtime.store ? store : tracedPort(deps.store, logger, 'store'),
+    index: deps.index === runtime.index ? index : tracedPort(deps.index, logger, 'index'),
+  };
+  runtime.index = index;
+  runtime.store = store;
+  runtime.connector = connector;
 }
 
 /** `sources add|update|remove|enable|disable|import` on a deployed Tributary (functions/cli/sources-admin.ts). */
@@ -437,14 +476,16 @@ function describeBusy(sourceId: string, lease: LeaseView | undefined): string {
 }
 
 /**
- * In local mode this process owns the store (the data folder's lock): no other sync can run on it, so a lease still
- * running is one a killed command left (Ctrl-C twice, SIGKILL, a crash). It is released (with its own holder and
- * fence, so nothing else could be released) instead of answering busy for up to a minute.
+ * A lease a killed command left (Ctrl-C twice, SIGKILL, a crash) is released (with its own holder and fence, so
+ * nothing else could be released) instead of answering busy for up to a minute: when this process owns the store
+ * (`exclusive`), or when the holder is a process of this machine that no longer runs (holderGone; a pid reused by
+ * another process keeps the lease, the safe side).
  */
 async function releaseLeftLease(runtime: Runtime, source: Source): Promise<string | undefined> {
-  if (!runtime.exclusive || !source.enabled) return undefined;
+  if (!source.enabled) return undefined;
   const lease = await runtime.index.leaseState(source.id);
   if (!lease || lease.expiresAt <= Date.now()) return undefined;
+  if (!runtime.exclusive && holderGone(lease.holder) === undefined) return undefined;
   await runtime.index.releaseLease(lease);
   return `took over the lease ${lease.holder} left when it stopped without releasing it`;
 }
@@ -515,6 +556,10 @@ async function runSync(
   return failed ? 1 : 0;
 }
 
+/**
+ * One line per source, starting with the outcome word the JSON report has ("outcome"): ok, more, paused, busy,
+ * disabled, or FAILED (upper case, to stand out; "failed" in JSON).
+ */
 export function formatReport(r: SourceRunReport & { lease?: LeaseView; interrupted?: string }): string {
   const secs = r.durationMs / 1000;
   const rate = secs > 0 ? `, ${mb(r.fetchedBytes / secs)}/s` : '';
@@ -526,15 +571,15 @@ export function formatReport(r: SourceRunReport & { lease?: LeaseView; interrupt
     case 'disabled':
       return `${r.sourceId}: disabled in the config; skipped`;
     default: {
-      const more =
+      const why =
         r.outcome === 'more'
           ? r.interrupted
             ? ` (stopped by ${r.interrupted} at a safe point: checkpointed, lease released; run sync again to go on)`
             : r.notes.some((n) => n.includes('set aside after'))
               ? ' (a message was set aside; run sync again to go on with the rest)'
-              : ' (more to do: time budget spent, run sync again)'
+              : ' (time budget spent: run sync again to go on)'
           : r.outcome === 'paused'
-            ? ' (paused by the inbox quota)'
+            ? ' (the inbox quota stopped fetching; the rest stays upstream)'
             : '';
       const actions = [
         r.deletedUpstream ? `${r.deletedUpstream} deleted upstream` : '',
@@ -550,7 +595,7 @@ export function formatReport(r: SourceRunReport & { lease?: LeaseView; interrupt
         .filter((n) => !n.includes('time budget'))
         .map((n) => `\n  note: ${n}`)
         .join('');
-      return `${r.sourceId}: ok, ${r.fetched} new message${r.fetched === 1 ? '' : 's'} (${mb(r.fetchedBytes)}${rate}) in ${secs.toFixed(1)} s${actions ? `; ${actions}` : ''}${more}${notes}`;
+      return `${r.sourceId}: ${r.outcome}, ${r.fetched} new message${r.fetched === 1 ? '' : 's'} (${mb(r.fetchedBytes)}${rate}) in ${secs.toFixed(1)} s${actions ? `; ${actions}` : ''}${why}${notes}`;
     }
   }
 }
@@ -670,93 +715,43 @@ async function testSource(
   ssm: SSMClient | undefined,
   json: boolean | undefined,
   io: Io,
+  logger: VerboseLogger | undefined,
 ): Promise<number> {
   // No store needed (but for a deployed Tributary's list of sources): this only talks to the upstream server.
-  const password = await new ConfiguredCredentials(new Map([[source.id, source.secret]]), ssm).password(
-    source,
+  let credentials: ConfiguredCredentials | ReturnType<typeof tracedCredentials> = new ConfiguredCredentials(
+    new Map([[source.id, source.secret]]),
+    ssm,
   );
-  const connector = makeConnector();
-  const report: Record<string, unknown> = {
-    id: source.id,
-    protocol: source.protocol,
-    server: `${source.host}:${source.port}`,
-    tlsMode: source.tls,
-  };
-  const lines: string[] = [`${source.id}: ${source.protocol} ${source.host}:${source.port} (${source.tls})`];
-  if (source.protocol === 'imap') {
-    const session = await connector.openImap(source, password, { timeoutMs: 20_000 });
-    try {
-      const wanted = ['IDLE', 'UIDPLUS', 'CONDSTORE', 'QUOTA', 'MOVE', 'QRESYNC'];
-      report.tls = session.tls;
-      report.capabilities = Object.fromEntries(wanted.map((c) => [c, session.capabilities.has(c)]));
-      const folders = await session.listFolders();
-      report.folders = folders;
-      lines.push(
-        session.tls
-          ? `  TLS: ${session.tls.protocol} ${session.tls.cipher}, certificate ${session.tls.subject} issued by ${session.tls.issuer}, valid to ${session.tls.validTo}`
-          : '  TLS: none (loopback only)',
-      );
-      lines.push(`  login: ok as ${source.user}`);
-      lines.push(
-        `  capabilities: ${wanted.map((c) => `${c} ${session.capabilities.has(c) ? 'yes' : 'no'}`).join(', ')}`,
-      );
-      lines.push(`  folders on the server: ${folders.join(', ')}`);
-      const counts: Record<string, number> = {};
-      for (const f of source.folders) {
-        const status = await session.openFolder(f);
-        counts[f] = status.exists;
-        lines.push(
-          `  ${f}: ${status.exists} messages (UIDVALIDITY ${status.uidValidity}, UIDNEXT ${status.uidNext})`,
-        );
-      }
-      report.messages = counts;
-      const quota = await session.quota();
-      report.quota = quota ?? null;
-      lines.push(
-        quota
-          ? `  quota: ${mb(quota.usedBytes)} of ${mb(quota.limitBytes)} (${((quota.usedBytes / quota.limitBytes) * 100).toFixed(1)}%)`
-          : `  quota: the server does not report usage${session.capabilities.has('QUOTA') ? '' : ' (no QUOTA)'}: "upstreamQuota" cannot work for this source`,
-      );
-    } finally {
-      await session.close();
-    }
-  } else {
-    const session = await connector.openPop3(source, password, { timeoutMs: 20_000 });
-    try {
-      const wanted = ['UIDL', 'TOP', 'PIPELINING', 'STLS', 'EXPIRE', 'LOGIN-DELAY'];
-      const caps = session.capabilities.map((c) => c.toUpperCase());
-      const has = (c: string) => caps.some((x) => x === c || x.startsWith(`${c} `));
-      report.tls = session.tls;
-      report.capabilities = Object.fromEntries(wanted.map((c) => [c, has(c)]));
-      const stat = await session.stat();
-      report.messages = stat.count;
-      report.octets = stat.octets;
-      lines.push(
-        session.tls
-          ? `  TLS: ${session.tls.protocol} ${session.tls.cipher}, certificate ${session.tls.subject} issued by ${session.tls.issuer}, valid to ${session.tls.validTo}`
-          : '  TLS: none (loopback only)',
-      );
-      lines.push(`  login: ok as ${source.user}`);
-      lines.push(`  capabilities: ${wanted.map((c) => `${c} ${has(c) ? 'yes' : 'no'}`).join(', ')}`);
-      lines.push(`  maildrop: ${stat.count} messages, ${mb(stat.octets)}`);
-      report.quota = null;
-      lines.push(
-        `  quota: POP3 reports no quota${source.upstreamQuota?.capacityBytes ? `; the quota guard measures ${mb(stat.octets)} against the declared capacityBytes ${mb(source.upstreamQuota.capacityBytes)} (${percentOf(stat.octets, source.upstreamQuota.capacityBytes)})` : '; declare "capacityBytes" in "upstreamQuota" for the quota guard'}`,
-      );
-    } finally {
-      await session.quit().catch(() => session.abort());
-    }
+  let connector = makeConnector(logger);
+  if (logger) {
+    credentials = tracedCredentials(credentials, logger);
+    connector = tracedConnector(connector, logger);
   }
+  const { report, lines } = await checkSource(source, await credentials.password(source), connector);
   io.out(json ? JSON.stringify(report, null, 2) + '\n' : lines.join('\n') + '\n');
-  return 0;
+  return EXIT.ok;
 }
 
-async function showInbox(
-  runtime: Runtime,
-  set: SourceSet,
-  values: { source?: string; limit?: string; cursor?: string; json?: boolean },
-  io: Io,
-): Promise<number> {
+/** A word as a POSIX shell reads it back: as is when it is safe, else in single quotes. */
+export function shellWord(word: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The inbox's text columns: date, source, sender (cut with "…" to their width), then the subject. */
+const INBOX_COLUMNS = { date: 16, source: 12, from: 28 } as const;
+
+/** One message as a line of `tributary inbox`, aligned by terminal columns (CJK and emoji count two). */
+export function inboxLine(m: MessageRecord, columns?: number): string {
+  const from = sanitize(m.metadata.from?.name || m.metadata.from?.address || '(unknown sender)');
+  const attachments = m.metadata.hasAttachments ? '  [attachments]' : '';
+  const start = `${m.sortDate.slice(0, 16).replace('T', ' ')}  ${fitToWidth(m.sourceId, INBOX_COLUMNS.source)} ${fitToWidth(from, INBOX_COLUMNS.from)} `;
+  const subject = sanitize(m.metadata.subject ?? '(no subject)');
+  // On a terminal the subject is cut to what is left of its width, so that a line stays one line.
+  const room = columns ? columns - displayWidth(start) - attachments.length : undefined;
+  return `${start}${room !== undefined ? truncateToWidth(subject, Math.max(room, 10)) : subject}${attachments}`;
+}
+
+async function showInbox(runtime: Runtime, set: SourceSet, values: Values, io: Io): Promise<number> {
   if (values.source) pickSources(set, values.source);
   const limit = values.limit ? Number(values.limit) : 50;
   if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
@@ -766,23 +761,30 @@ async function showInbox(
     io.out(
       JSON.stringify({ messages: page.items.map(inboxView), cursor: page.cursor ?? null }, null, 2) + '\n',
     );
-    return 0;
+    return EXIT.ok;
   }
   for (const m of page.items) {
-    const from = m.metadata.from?.name || m.metadata.from?.address || '(unknown sender)';
-    io.out(
-      `${m.sortDate.slice(0, 16).replace('T', ' ')}  ${m.sourceId.padEnd(12)} ${from.slice(0, 28).padEnd(28)} ${m.metadata.subject ?? '(no subject)'}${m.metadata.hasAttachments ? '  [attachments]' : ''}\n`,
-    );
+    io.out(`${inboxLine(m, io.columns)}\n`);
     // One stored message that came through several places (two folders, two accounts) says where.
     if (m.via && m.via.length > 1)
       io.out(`${' '.repeat(18)}via ${m.via.map((v) => `${v.sourceId} ${v.identity}`).join(', ')}\n`);
   }
   if (!page.items.length) io.out('the inbox is empty\n');
-  if (page.cursor)
-    io.out(
-      `more: tributary inbox --cursor ${page.cursor}${values.source ? ` --source ${values.source}` : ''}\n`,
-    );
-  return 0;
+  if (page.cursor) io.out(`more: ${nextPageCommand(values, page.cursor)}\n`);
+  return EXIT.ok;
+}
+
+/** The command that shows the next page: this one's --config, --source and --limit, with the new cursor. */
+export function nextPageCommand(values: Pick<Values, 'config' | 'source' | 'limit'>, cursor: string): string {
+  const words = ['tributary', 'inbox'];
+  if (values.config !== undefined) words.push('--config', values.config);
+  if (values.source !== undefined) words.push('--source', values.source);
+  if (values.limit !== undefined) words.push('--limit', values.limit);
+  // A value that starts with "-" goes with its option, "--cursor=-x", or it would read as an option.
+  return [
+    ...words.map(shellWord),
+    cursor.startsWith('-') ? shellWord(`--cursor=${cursor}`) : `--cursor ${shellWord(cursor)}`,
+  ].join(' ');
 }
 
 function inboxView(m: MessageRecord) {
@@ -1018,6 +1020,40 @@ export function formatPlan(p: SourcePlan): string {
   return lines.join('\n') + '\n';
 }
 
+/**
+ * The subject of each audited message, from the stored records (the index keeps the metadata with each message,
+ * not with the audit trail): one pass over the messages of each source that has audit records, which stops as soon as
+ * every target is found. A target no longer stored (an evicted copy) has no subject.
+ */
+async function auditSubjects(
+  runtime: Runtime,
+  records: AuditRecord[],
+): Promise<Map<string, string | undefined>> {
+  const wanted = new Map<string, Set<string>>();
+  for (const r of records) {
+    const set = wanted.get(r.sourceId) ?? new Set<string>();
+    set.add(r.target);
+    wanted.set(r.sourceId, set);
+  }
+  const subjects = new Map<string, string | undefined>();
+  for (const [sourceId, targets] of wanted) {
+    let left = targets.size;
+    for await (const m of runtime.index.sourceMessages(sourceId)) {
+      if (!targets.has(m.identity)) continue;
+      subjects.set(`${sourceId}\u0000${m.identity}`, m.metadata.subject ?? '');
+      if (--left === 0) break;
+    }
+  }
+  return subjects;
+}
+
+/** The subject column of an audit line: quoted, one line, cut at 40 columns. */
+function auditSubject(subject: string | undefined): string {
+  if (subject === undefined) return '(no longer stored)';
+  if (!subject) return '(no subject)';
+  return `"${truncateToWidth(sanitize(subject), 40)}"`;
+}
+
 async function showAudit(
   runtime: Runtime,
   sources: Source[],
@@ -1036,9 +1072,15 @@ async function showAudit(
     for await (const r of runtime.index.auditTrail(source.id, since)) records.push(r);
   }
   records.sort((a, b) => a.id.localeCompare(b.id));
+  const subjects = records.length
+    ? await auditSubjects(runtime, records)
+    : new Map<string, string | undefined>();
+  const subjectOf = (r: AuditRecord) => subjects.get(`${r.sourceId}\u0000${r.target}`);
   if (values.json) {
-    io.out(JSON.stringify({ audit: records }, null, 2) + '\n');
-    return 0;
+    // The records as stored, with the subject beside them (null when the message is no longer stored).
+    const audit = records.map((r) => ({ ...r, subject: subjectOf(r) ?? null }));
+    io.out(JSON.stringify({ audit }, null, 2) + '\n');
+    return EXIT.ok;
   }
   if (!records.length) io.out(`no destructive action recorded${since ? ` since ${since}` : ''}\n`);
   for (const r of records) {
@@ -1047,8 +1089,8 @@ async function showAudit(
         ? ` usage ${mb(r.usageBefore)}${r.usageAfter !== undefined ? ` -> ${mb(r.usageAfter)}` : ''}`
         : '';
     io.out(
-      `${r.at}  ${r.sourceId}  ${r.action} ${r.state}  ${r.identity}  ${mb(r.object.size)}  ${r.policy}: ${r.why}${usage}${r.note ? ` (${r.note})` : ''}\n`,
+      `${r.at}  ${r.sourceId}  ${r.action} ${r.state}  ${r.identity}  ${auditSubject(subjectOf(r))}  ${mb(r.object.size)} sha256 ${r.object.sha256.slice(0, 12)}  ${r.policy}: ${r.why}${usage}${r.note ? ` (${r.note})` : ''}\n`,
     );
   }
-  return 0;
+  return EXIT.ok;
 }

@@ -8,6 +8,7 @@ import type { Source } from '../core/model';
 import type { MailConnector } from '../core/ports';
 import { loadConfig, parseSource, type Config } from '../shared/config';
 import { readPassword, type SecretInput } from './password';
+import { checkSource } from './source-check';
 
 /**
  * The commands that change a deployed Tributary's sources (`sources add|update|remove|enable|disable|import`):
@@ -174,28 +175,18 @@ function validate(
   return source;
 }
 
-/** Logs in as the sync function would, and looks at the source's folders (IMAP) or maildrop (POP3). */
+/**
+ * Logs in as the sync function would, and looks at the source's folders (IMAP) or maildrop (POP3): the check of
+ * `tributary sources test` (checkSource), summed up in one line.
+ */
 async function checkLogin(ctx: AdminContext, source: Source, password: string): Promise<string> {
-  if (source.protocol === 'imap') {
-    const session = await ctx.connector.openImap(source, password, { timeoutMs: 20_000 });
-    try {
-      const counts: string[] = [];
-      for (const folder of source.folders) {
-        const status = await session.openFolder(folder);
-        counts.push(`${folder} ${status.exists}`);
-      }
-      return `login ok; messages: ${counts.join(', ')}`;
-    } finally {
-      await session.close();
-    }
-  }
-  const session = await ctx.connector.openPop3(source, password, { timeoutMs: 20_000 });
-  try {
-    const stat = await session.stat();
-    return `login ok; ${stat.count} messages in the maildrop`;
-  } finally {
-    await session.quit().catch(() => session.abort());
-  }
+  const { report } = await checkSource(source, password, ctx.connector);
+  const messages = report.messages;
+  return typeof messages === 'number'
+    ? `login ok; ${messages} messages in the maildrop`
+    : `login ok; messages: ${Object.entries(messages as Record<string, number>)
+        .map(([folder, count]) => `${folder} ${count}`)
+        .join(', ')}`;
 }
 
 async function putPassword(ctx: AdminContext, id: string, password: string): Promise<void> {

@@ -25,7 +25,7 @@ function octal(mode: number): string {
  * version left inside (0644) cannot be reached by others either. A folder that belongs to another user is refused:
  * we cannot tighten it, and our mail does not belong in it.
  */
-export function prepareDataDir(dir: string): DataDirNotes {
+export function prepareDataDir(dir: string, subdirs: string[] = ['dynamodb', 's3']): DataDirNotes {
   const notes: DataDirNotes = [];
   let stat: fs.Stats | undefined;
   try {
@@ -51,7 +51,7 @@ export function prepareDataDir(dir: string): DataDirNotes {
       );
     }
   }
-  for (const sub of ['dynamodb', 's3']) fs.mkdirSync(path.join(dir, sub), { recursive: true, mode: 0o700 });
+  for (const sub of subdirs) fs.mkdirSync(path.join(dir, sub), { recursive: true, mode: 0o700 });
   return notes;
 }
 

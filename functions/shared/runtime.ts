@@ -1,4 +1,5 @@
 import { SSMClient } from '@aws-sdk/client-ssm';
+import { DynamoInbox } from '../adapters/dynamodb/inbox';
 import { DynamoMessageIndex } from '../adapters/dynamodb/message-index';
 import { PostalMimeParser } from '../adapters/mime';
 import { S3RawMailStore } from '../adapters/s3/raw-mail-store';
@@ -6,21 +7,28 @@ import { ConfiguredCredentials } from '../adapters/secrets/credentials';
 import { SsmCredentials } from '../adapters/secrets/ssm-credentials';
 import { DynamoSourceRegistry } from '../adapters/dynamodb/source-registry';
 import { ConfigError } from '../core/errors';
-import type { Logger, MailConnector } from '../core/ports';
+import type {
+  InboxReader,
+  InboxWriter,
+  Logger,
+  MailConnector,
+  MessageIndex,
+  RawMailStore,
+  SourceRegistry,
+} from '../core/ports';
 import type { SyncDeps } from '../core/sync';
-import { ensureTable, startLocalAws, type LocalAws, type LocalAwsOptions } from '../local/emulators';
+import { openLocalStore } from '../local/embedded';
 import { makeAwsClients } from './aws-clients';
 import { makeConnector } from './connector';
 import type { Config } from './config';
 import { resolveStore, type ResolvedStore } from './deployment';
 
-export const LOCAL_TABLE = 'tributary';
-export const LOCAL_BUCKET = 'tributary-raw';
-
 export interface Runtime {
   deps: SyncDeps;
-  index: DynamoMessageIndex;
-  store: S3RawMailStore;
+  index: MessageIndex;
+  store: RawMailStore;
+  /** The merged inbox as the web page reads and changes it. */
+  inbox: InboxReader & InboxWriter;
   connector: MailConnector;
   /** Where the store is: for `aws`, the table and bucket (and the deployment, when the config names a stack). */
   location: ResolvedStore;
@@ -33,17 +41,27 @@ export interface Runtime {
   registry?: DynamoSourceRegistry;
   ssm?: SSMClient;
   /**
-   * Local mode: this process owns the data folder (its lock) and the only servers on it, so no other sync can be
-   * running on this store, and a lease found in it was left by a command that died.
+   * Local mode: the schedules of the config's sources (the embedded store's registry), for `tributary serve`'s
+   * scheduler: each source's next due time and back-off survive a restart.
+   */
+  schedules?: SourceRegistry;
+  /**
+   * Whether no other process can be running a sync on this store, so that a lease found in it was left by a
+   * command that died. Never true since local mode's store is shared by processes (issue #16): such a lease is
+   * released only when its holder is known to be gone (see the CLI).
    */
   exclusive: boolean;
   /** What opening changed that the user should hear about (the data folder's mode tightened). */
   notes: string[];
+  /** The config file this runtime was opened from. */
+  configFile: string;
+  /**
+   * Local mode: takes a source added while running (the first-run page) into `sources` and the credentials, as if
+   * it had been in the config file at start.
+   */
+  addSource?: (source: Config['sources'][number]) => void;
   close(): Promise<void>;
 }
-
-/** How local mode waits for a data folder another command owns, and what it records about this one. */
-export type RuntimeOptions = Pick<LocalAwsOptions, 'waitMs' | 'onWait' | 'onNote' | 'purpose' | 'signal'>;
 
 export const silentLogger: Logger = {
   debug: () => undefined,
@@ -53,59 +71,70 @@ export const silentLogger: Logger = {
 };
 
 /**
- * The composition root for one machine (CLI) or a test: builds every adapter once from the config. In local mode
- * it starts DynamoDB Local and the S3 server with their data under `dataDir`, and stops them on close().
+ * The composition root for one machine (CLI, `tributary serve`) or a test: builds every adapter once from the
+ * config. Local mode opens the embedded store under `dataDir` (SQLite and files: functions/local/embedded.ts); the
+ * `aws` store talks to a deployed table and bucket.
  */
-export async function openRuntime(
-  config: Config,
-  logger: Logger = silentLogger,
-  options: RuntimeOptions = {},
-): Promise<Runtime> {
-  let local: LocalAws | undefined;
-  let table: string;
-  let bucket: string;
+export async function openRuntime(config: Config, logger: Logger = silentLogger): Promise<Runtime> {
+  if (config.store.mode === 'local') {
+    const { store: local, notes } = openLocalStore(config.store.dataDir);
+    const connector = makeConnector(logger);
+    const sources = [...config.sources];
+    const secrets = new Map(sources.map((s) => [s.id, s.secret] as const));
+    const credentials = new ConfiguredCredentials(secrets);
+    const deps: SyncDeps = {
+      connector,
+      store: local.raw,
+      index: local.index,
+      parser: new PostalMimeParser(),
+      credentials,
+      clock: { now: () => Date.now() },
+      logger,
+    };
+    return {
+      deps,
+      index: local.index,
+      store: local.raw,
+      inbox: local.inbox,
+      connector,
+      location: { mode: 'local', dataDir: config.store.dataDir },
+      sources,
+      schedules: local.registry,
+      exclusive: false,
+      notes,
+      configFile: config.file,
+      addSource: (source) => {
+        sources.push(source);
+        secrets.set(source.id, source.secret);
+      },
+      close: () => {
+        local.close();
+        return Promise.resolve();
+      },
+    };
+  }
+  return openAwsRuntime(config, logger);
+}
+
+async function openAwsRuntime(config: Config, logger: Logger): Promise<Runtime> {
   const location = await resolveStore(config.store);
-  if (location.mode === 'aws' && location.deployment && config.sources.length)
+  if (location.mode !== 'aws') throw new Error('unreachable: only a local store resolves to itself');
+  if (location.deployment && config.sources.length)
     throw new ConfigError(
       `${config.file}: a deployed Tributary's sources live in its table, not in the config file: remove "sources" from it, after moving them with "tributary sources import --from FILE" (a copy of this file)`,
     );
-  if (config.store.mode === 'local') {
-    local = await startLocalAws({
-      ...options,
-      dataDir: config.store.dataDir,
-      bucket: LOCAL_BUCKET,
-      s3Dir: `${config.store.dataDir}/s3`,
-    });
-    Object.assign(process.env, local.env);
-    table = LOCAL_TABLE;
-    bucket = LOCAL_BUCKET;
-  } else if (location.mode === 'aws') {
-    if (location.region) process.env.AWS_REGION = location.region;
-    table = location.table;
-    bucket = location.bucket;
-  } else {
-    throw new Error('unreachable: a local store resolves to itself');
-  }
+  if (location.region) process.env.AWS_REGION = location.region;
+  const { table, bucket } = location;
   const clients = makeAwsClients();
-  if (local) {
-    try {
-      await ensureTable(clients.dynamodb, table);
-    } catch (err) {
-      clients.dynamodb.destroy();
-      clients.s3.destroy();
-      await local.stop();
-      throw err;
-    }
-  }
   const index = new DynamoMessageIndex(clients.documents, table);
   const store = new S3RawMailStore(clients.s3, bucket);
   const connector = makeConnector(logger);
-  const ssm = config.store.mode === 'aws' ? new SSMClient({}) : undefined;
-  const deployment = location.mode === 'aws' ? location.deployment : undefined;
+  const ssm = new SSMClient({});
+  const deployment = location.deployment;
   let sources = config.sources;
   let registry: DynamoSourceRegistry | undefined;
   let credentials: SyncDeps['credentials'];
-  if (deployment && ssm) {
+  if (deployment) {
     // The same registry and password adapter as the Lambdas use (one parameter per source under the prefix).
     registry = new DynamoSourceRegistry(clients.documents, table);
     try {
@@ -137,18 +166,20 @@ export async function openRuntime(
     deps,
     index,
     store,
+    inbox: new DynamoInbox(clients.documents, table),
     connector,
     location,
     sources,
     registry,
     ssm,
-    exclusive: Boolean(local),
-    notes: local?.notes ?? [],
-    close: async () => {
+    exclusive: false,
+    notes: [],
+    configFile: config.file,
+    close: () => {
       clients.dynamodb.destroy();
       clients.s3.destroy();
-      ssm?.destroy();
-      await local?.stop();
+      ssm.destroy();
+      return Promise.resolve();
     },
   };
 }

@@ -8,6 +8,7 @@ import { MailLab, type TestUser } from '../../support/mail-lab';
 import { freePort } from '../../../functions/local/processes';
 import { TestTributary } from '../../support/tributary';
 import { startFakePop3 } from '../../unit/pop3/fake-pop3-server';
+import { displayWidth } from '../../../functions/cli/text-width';
 
 const lab = MailLab.fromEnv();
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'trib-cli-'));
@@ -48,10 +49,13 @@ function imapSource(user: TestUser, id: string, extra: Record<string, unknown> =
   };
 }
 
-async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+async function cli(
+  args: string[],
+  extra: Partial<Io> = {},
+): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const io: Io = { out: (t) => (out += t), err: (t) => (err += t), isTty: false };
+  const io: Io = { out: (t) => (out += t), err: (t) => (err += t), isTty: false, ...extra };
   const code = await main(args, io);
   return { code, out, err };
 }
@@ -276,16 +280,16 @@ describe('the tributary CLI', () => {
       });
       await t.index.releaseLease(elsewhere!);
 
-      // A holder on this machine whose process is gone (Ctrl-C twice, kill -9): its lease is stale.
+      // A holder on this machine whose process is gone (Ctrl-C twice, kill -9): its lease is taken over at once.
       const gone = spawnSync(process.execPath, ['-e', 'process.pid']).pid;
-      const left = await t.index.acquireLease(id, `${os.hostname()}:${gone}:beef`, 60_000, Date.now());
+      await t.index.acquireLease(id, `${os.hostname()}:${gone}:beef`, 60_000, Date.now());
       const stale = await cli(['sync', '--config', config]);
-      expect(stale.out).toMatch(
-        new RegExp(
-          `${id}: busy: the lease held by .*:${gone}:beef is stale \\(pid ${gone} is not running on this machine\\) but runs until `,
-        ),
+      expect(stale.code).toBe(0);
+      expect(stale.out).toMatch(new RegExp(`^${id}: ok, 0 new messages`));
+      expect(stale.out).toContain(
+        `note: took over the lease ${os.hostname()}:${gone}:beef left when it stopped without releasing it`,
       );
-      await t.index.releaseLease(left!);
+      expect((await t.index.leaseState(id))?.holder ?? '').not.toContain(':beef');
     } finally {
       t.close();
     }
@@ -429,7 +433,9 @@ describe('the tributary CLI', () => {
     const sync = await cli(['sync', '--config', config]);
     expect(sync.code).toBe(0);
     expect(sync.out).toMatch(
-      new RegExp(`${id}: ok, 4 new messages .*; 4 deleted upstream.* \\(paused by the inbox quota\\)`),
+      new RegExp(
+        `${id}: paused, 4 new messages .*; 4 deleted upstream.* \\(the inbox quota stopped fetching`,
+      ),
     );
     expect((await lab.status(user)).messages).toBe(2);
 
@@ -440,6 +446,25 @@ describe('the tributary CLI', () => {
     );
     const text = await cli(['audit', '--config', config, '--source', id]);
     expect(text.out).toMatch(/delete-upstream done .* delete-on-retrieve: committed to the store usage/);
+    // Each line names the message by its subject and its object by its sha256 (short).
+    const lines = text.out.trim().split('\n');
+    expect(lines).toHaveLength(4);
+    const inbox = JSON.parse((await cli(['inbox', '--config', config, '--json'])).out) as {
+      messages: Array<{ identity: string; subject?: string; sha256: string }>;
+    };
+    const byIdentity = new Map(inbox.messages.map((m) => [m.identity, m]));
+    const auditRecords = (
+      JSON.parse(audit.out) as {
+        audit: Array<{ target: string; subject: string; object: { sha256: string } }>;
+      }
+    ).audit;
+    for (const [i, line] of lines.entries()) {
+      const record = auditRecords[i]!;
+      const stored = byIdentity.get(record.target)!;
+      expect(record.subject).toBe(stored.subject);
+      expect(line).toContain(`sha256 ${stored.sha256.slice(0, 12)}`);
+      expect(line).toContain(`"${[...stored.subject!].slice(0, 10).join('')}`);
+    }
     const future = await cli(['audit', '--config', config, '--since', '2999-01-01']);
     expect(future.out).toMatch(/no destructive action recorded since 2999-01-01/);
     const bad = await cli(['audit', '--config', config, '--since', 'yesterday-ish']);
@@ -538,5 +563,137 @@ describe('tributary sources list and retry: messages set aside', () => {
     } finally {
       await fake.close();
     }
+  });
+});
+
+describe('the CLI as fetchmail and mbsync users expect it', () => {
+  it('--verbose logs the IMAP conversation and the store steps on stderr, the password masked', async () => {
+    const user = lab.createUser();
+    lab.deliver(user, bulkCorpus(1, 8, { maxBytes: 5_000 })[0]!.raw);
+    const id = `verbose-${uniq()}`;
+    const config = writeConfig([imapSource(user, id)]);
+    const res = await cli(['sync', '--verbose', '--config', config]);
+    expect(res.code).toBe(0);
+    expect(res.out).toContain(`${id}: ok, 1 new message`);
+    const where = `imap 127.0.0.1:${lab.info.ports.imaps}`;
+    expect(res.err).toContain(`credentials: the password of ${id} read`);
+    expect(res.err).toContain(`${where} > LOGIN "${user.name}" ****`);
+    expect(res.err).toMatch(
+      new RegExp(`${where} < logged in \\(\\d+ ms\\): TLSv1\\.[23] .*CAPABILITY .*UIDPLUS`),
+    );
+    expect(res.err).toContain(`${where} > EXAMINE "INBOX"`);
+    expect(res.err).toMatch(new RegExp(`${where} > UID FETCH BODY\\.PEEK\\[\\] \\(1 messages\\)`));
+    expect(res.err).toMatch(/index: commitMessage\(/);
+    expect(res.err).toMatch(/store: put\("/);
+    expect(res.err).toContain(`${where} > LOGOUT`);
+    expect(res.err).not.toContain(user.password);
+    expect(res.out).not.toContain(user.password);
+    // Without --verbose, nothing of it.
+    expect((await cli(['sync', '--config', config])).err).toBe('');
+  });
+
+  it('--verbose over POP3: USER, then PASS ****; a refused password is not printed either', async () => {
+    const user = lab.createUser();
+    const id = `vpop-${uniq()}`;
+    const pop = { ...imapSource(user, id), protocol: 'pop3', port: lab.info.ports.pop3, tls: 'starttls' };
+    const ok = await cli(['sources', 'test', id, '-v', '--config', writeConfig([pop])]);
+    expect(ok.code).toBe(0);
+    const where = `pop3 127.0.0.1:${lab.info.ports.pop3}`;
+    expect(ok.err).toContain(`${where} > USER ${user.name}`);
+    expect(ok.err).toContain(`${where} > PASS ****`);
+    expect(ok.err).toContain(`${where} > STAT`);
+    expect(ok.err).toContain(`${where} > QUIT`);
+    expect(ok.err).not.toContain(user.password);
+    process.env.PW_VERBOSE_WRONG = `wrong-${uniq()}${uniq()}`;
+    const wrong = await cli([
+      'sync',
+      '--verbose',
+      '--config',
+      writeConfig([{ ...pop, secret: { env: 'PW_VERBOSE_WRONG' } }]),
+    ]);
+    expect(wrong.code).toBe(1);
+    expect(wrong.err).toMatch(new RegExp(`${where} ! login: \\[AUTH_FAILED\\]`));
+    expect(wrong.out + wrong.err).not.toContain(process.env.PW_VERBOSE_WRONG);
+  });
+
+  it('inbox: columns stay aligned with CJK and emoji, cut with "…"; the more: hint keeps --limit and --source', async () => {
+    const user = lab.createUser();
+    const names = ['山田太郎 経理部 山田太郎 経理部 山田太郎', '👩‍💻 Dev Team 🚀', 'Zoë Ça\u0301va', 'Ann'];
+    for (const [i, name] of names.entries()) {
+      const encoded = `=?UTF-8?B?${Buffer.from(name).toString('base64')}?=`;
+      lab.deliver(
+        user,
+        `From: ${encoded} <a${i}@example.com>\r\nTo: b@example.com\r\nSubject: =?UTF-8?B?${Buffer.from(`会議 ${i}`).toString('base64')}?=\r\nDate: Mon, 0${i + 1} Jun 2026 10:00:00 +0000\r\nMessage-ID: <cjk-${i}-${uniq()}@x>\r\n\r\nbody\r\n`,
+      );
+    }
+    const id = `cjk-${uniq()}`;
+    const config = writeConfig([imapSource(user, id)]);
+    expect((await cli(['sync', '--config', config])).code).toBe(0);
+    const seen: string[] = [];
+    let args = ['inbox', '--config', config, '--source', id, '--limit', '3'];
+    for (let page = 0; page < 3; page++) {
+      const res = await cli(args);
+      expect(res.code).toBe(0);
+      const lines = res.out.trim().split('\n');
+      const more = lines[lines.length - 1]!.startsWith('more: ')
+        ? lines.pop()!.slice('more: '.length)
+        : undefined;
+      for (const line of lines) {
+        // The subject ("会議 N") starts at column 60 whatever the sender's name is made of.
+        const at = line.indexOf('会議');
+        expect(displayWidth(line.slice(0, at))).toBe(60);
+        seen.push(line);
+      }
+      if (!more) break;
+      expect(more).toMatch(
+        new RegExp(`^tributary inbox --config \\S+ --source ${id} --limit 3 --cursor \\S+$`),
+      );
+      args = more
+        .split(' ')
+        .slice(1)
+        .map((w) => w.replace(/^'(.*)'$/, '$1'));
+    }
+    expect(seen).toHaveLength(4);
+    expect(seen.join('\n')).toContain('山田太郎 経理部 山田太郎 経… ');
+  });
+
+  it('reads the per-user config ($XDG_CONFIG_HOME/tributary/config.json) from any folder', async () => {
+    const user = lab.createUser();
+    const id = `xdg-${uniq()}`;
+    const xdg = path.join(dir, `xdg-${id}`);
+    fs.mkdirSync(path.join(xdg, 'tributary'), { recursive: true });
+    fs.copyFileSync(path.join(dir, 'ca.pem'), path.join(xdg, 'tributary', 'ca.pem'));
+    fs.copyFileSync(writeConfig([imapSource(user, id)]), path.join(xdg, 'tributary', 'config.json'));
+    const elsewhere = fs.mkdtempSync(path.join(dir, 'cwd-'));
+    const res = await cli(['sources', 'list', '--json'], {
+      cwd: elsewhere,
+      env: { ...process.env, TRIBUTARY_CONFIG: '', XDG_CONFIG_HOME: xdg },
+    });
+    expect(res.err).toBe('');
+    expect((JSON.parse(res.out) as { sources: Array<{ id: string }> }).sources.map((s) => s.id)).toEqual([
+      id,
+    ]);
+  });
+
+  it('the installed command: --version and a short usage error, from another folder through a link', () => {
+    const bin = path.join(dir, `bin-${uniq()}`);
+    fs.mkdirSync(bin);
+    // What npm link and a global install make: a symlink to bin/tributary.cjs in a folder on PATH.
+    fs.symlinkSync(path.resolve(__dirname, '../../../bin/tributary.cjs'), path.join(bin, 'tributary'));
+    const run = (args: string[]) =>
+      spawnSync(path.join(bin, 'tributary'), args, {
+        cwd: os.tmpdir(),
+        encoding: 'utf8',
+        env: { ...process.env, PATH: `${path.dirname(process.execPath)}:${process.env.PATH}` },
+      });
+    const { version } = JSON.parse(
+      fs.readFileSync(path.resolve(__dirname, '../../../package.json'), 'utf8'),
+    ) as { version: string };
+    expect(run(['--version'])).toMatchObject({ status: 0, stdout: `tributary ${version}\n`, stderr: '' });
+    expect(run(['sync', '--frobnicate'])).toMatchObject({
+      status: 2,
+      stdout: '',
+      stderr: 'tributary sync: unknown option --frobnicate (see "tributary help sync")\n',
+    });
   });
 });

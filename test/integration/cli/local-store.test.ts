@@ -1,19 +1,24 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { bulkCorpus } from '../../support/corpus';
+import { listeningSockets, processTree, startThrottle, until } from '../../support/local-service';
 import { MailLab, type TestUser } from '../../support/mail-lab';
 
 /**
- * The CLI with the `local` store, as a user runs it: separate `tributary` processes, each starting DynamoDB Local
- * and s3rver on one data folder (no harness store involved).
+ * The CLI with the `local` store, as a user runs it: separate `tributary` processes on one data folder, which
+ * they share (the embedded store: SQLite and files; no harness store involved).
  */
 const lab = MailLab.fromEnv();
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'trib-local-'));
 fs.writeFileSync(path.join(root, 'ca.pem'), lab.ca);
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0)) await c();
+});
+const afterThis = (fn: () => Promise<void>) => cleanups.push(fn);
 
 const BIN = path.join(__dirname, '..', '..', '..', 'bin', 'tributary.cjs');
 const uniq = () => Math.random().toString(36).slice(2, 8);
@@ -83,55 +88,6 @@ function tributary(s: Setup, args: string[]): Run {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Every process whose command line mentions the folder (DynamoDB Local's -dbPath, s3rver's -d, flock's lock). */
-function processesOn(dataDir: string): string[] {
-  const found: string[] = [];
-  for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    try {
-      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
-      if (cmd.includes(dataDir)) found.push(`${pid} ${cmd}`);
-    } catch {
-      // gone
-    }
-  }
-  return found;
-}
-
-async function noneLeft(dataDir: string, withinMs: number): Promise<string[]> {
-  const until = Date.now() + withinMs;
-  for (;;) {
-    const left = processesOn(dataDir);
-    if (!left.length || Date.now() > until) return left;
-    await sleep(200);
-  }
-}
-
-/** Waits until DynamoDB Local answers on the folder; returns the pids of the processes working on it. */
-async function serving(dataDir: string, withinMs = 30_000): Promise<number[]> {
-  const until = Date.now() + withinMs;
-  for (;;) {
-    if (Date.now() > until) throw new Error(`no DynamoDB Local on ${dataDir}`);
-    try {
-      const on = processesOn(dataDir);
-      const java = on.find((p) => p.includes('DynamoDBLocal.jar'))!;
-      const args = java.split(' ');
-      const port = Number(args[args.indexOf('-port') + 1]);
-      const up = await new Promise<boolean>((resolve) => {
-        const socket = net.connect(port, '127.0.0.1');
-        socket.once('connect', () => {
-          socket.destroy();
-          resolve(true);
-        });
-        socket.once('error', () => resolve(false));
-      });
-      if (up) return on.map((p) => Number(p.split(' ')[0]));
-    } catch {
-      // not yet
-    }
-    await sleep(100);
-  }
-}
-
 /** What the store holds, read by another command: message count and Message-IDs. */
 async function stored(s: Setup): Promise<{ count: number; ids: string[] }> {
   const list = await tributary(s, ['sources', 'list', '--json']).done;
@@ -156,126 +112,109 @@ function modesUnder(dir: string): string[] {
   return loose;
 }
 
-describe('the CLI on a local data folder', () => {
-  it('two syncs of one source started a moment apart, several rounds: nothing lost, nothing twice, no INTERNAL', async () => {
+describe('the CLI on a local data folder (the embedded store)', () => {
+  it('two syncs of one source started a moment apart, several rounds: one holder at a time, nothing lost, nothing twice, no INTERNAL', async () => {
     const user = lab.createUser('dup');
     const s = setup(user);
     const delivered: string[] = [];
-    for (const [round, gapMs] of [0, 700, 2000].entries()) {
+    for (const [round, gapMs] of [0, 150, 700, 2000].entries()) {
       const mails = bulkCorpus(50, 100 + round, { maxBytes: 6_000, attachmentRatio: 0 });
       for (const m of mails) {
         lab.deliver(user, m.raw);
         delivered.push(/^Message-ID: *(\S+)/im.exec(m.raw.toString('latin1'))![1]!);
       }
-      const first = tributary(s, ['sync']);
+      const first = tributary(s, ['sync', '--json']);
       await sleep(gapMs);
-      const second = tributary(s, ['sync']);
+      const second = tributary(s, ['sync', '--json']);
       const results = await Promise.all([first.done, second.done]);
-      for (const r of results) expect(r.out + r.err).not.toMatch(/INTERNAL|FAILED|unexpected/);
+      for (const r of results) {
+        expect(r.out + r.err).not.toMatch(/INTERNAL|unexpected/);
+        expect(r.code).toBe(0);
+      }
+      // Both processes open the one data folder; the source's lease lets one of them run at a time, and the other
+      // either finds it busy or finds nothing left to do.
+      const reports = results.map(
+        (r) => (JSON.parse(r.out) as { sources: Array<{ outcome: string; fetched: number }> }).sources[0]!,
+      );
+      for (const report of reports) expect(['ok', 'busy']).toContain(report.outcome);
+      expect(reports[0]!.fetched + reports[1]!.fetched).toBe(50);
       const { count, ids } = await stored(s);
       expect(count).toBe(delivered.length);
       expect([...ids].sort()).toEqual([...delivered].sort());
-      // The second waited for the folder, then found its share (usually nothing) to do: neither was busy.
-      for (const r of results) {
-        expect(r.code).toBe(0);
-        expect(r.out).toMatch(new RegExp(`${s.id}: ok, \\d+ new message`));
-      }
-      const fetched = results.map((r) => Number(/ok, (\d+) new message/.exec(r.out)![1]));
-      expect(fetched[0]! + fetched[1]!).toBe(50);
     }
-    // A later sync finds nothing left behind the checkpoint.
     const third = await tributary(s, ['sync']).done;
     expect(third.out).toMatch(new RegExp(`${s.id}: ok, 0 new messages`));
-    expect(await noneLeft(s.dataDir, 1000)).toEqual([]);
   }, 300_000);
 
-  it('a second command waits for the folder, or says who has it and exits 75', async () => {
-    const user = lab.createUser('busy');
+  it('needs no Java and listens on nothing; another command reads the folder while a sync runs', async () => {
+    const user = lab.createUser('nojava');
     const mails = bulkCorpus(300, 7, { minBytes: 20_000, maxBytes: 40_000, attachmentRatio: 0 });
     for (const m of mails) lab.deliver(user, m.raw);
-    const s = setup(user);
-    const first = tributary(s, ['sync']);
-    await serving(s.dataDir);
-    const [refused, waited] = await Promise.all([
-      tributary(s, ['sources', 'list', '--wait', '0']).done,
-      tributary(s, ['sources', 'list', '--wait', '60']).done,
-    ]);
-    expect(refused.code).toBe(75);
-    expect(refused.err).toContain(`busy: ${s.dataDir} is in use by pid ${first.pid} (tributary sync`);
-    expect(waited.err).toContain(`waiting for ${s.dataDir}: in use by pid ${first.pid} (tributary sync`);
-    expect(waited.code).toBe(0);
-    expect((await first.done).code).toBe(0);
-  }, 120_000);
+    // Through a throttle: the sync lasts long enough to be looked at while it runs.
+    const throttle = await startThrottle({ host: '127.0.0.1', port: lab.info.ports.imaps }, 1_000_000);
+    afterThis(() => throttle.close());
+    const s = setup(user, { port: throttle.port });
+    // No PATH: nothing can be started by name (no java, no flock); the CLI runs on the node that runs it.
+    s.env.PATH = path.join(root, 'no-such-folder');
+    const sync = tributary(s, ['sync']);
+    let sockets: string[] | undefined;
+    let listed: Awaited<Run['done']> | undefined;
+    for (let i = 0; i < 100 && !listed; i++) {
+      await sleep(100);
+      if (fs.existsSync(path.join(s.dataDir, 'index.sqlite'))) {
+        sockets = listeningSockets(processTree(sync.pid));
+        listed = await tributary(s, ['sources', 'list']).done;
+      }
+    }
+    const done = await sync.done;
+    expect(done.err).toBe('');
+    expect(done.code).toBe(0);
+    expect(sockets).toEqual([]);
+    expect(listed?.code).toBe(0);
+    expect(listed?.out).toContain(s.id);
+    const { count } = await stored(s);
+    expect(count).toBe(mails.length);
+  }, 180_000);
 
-  it('a SIGKILLed sync leaves no server behind, and the next sync takes over and finishes', async () => {
+  it('a SIGKILLed sync: the next sync takes its lease over at once (its holder is gone) and finishes', async () => {
     const user = lab.createUser('kill');
     const mails = bulkCorpus(400, 11, { minBytes: 20_000, maxBytes: 40_000, attachmentRatio: 0 });
     for (const m of mails) lab.deliver(user, m.raw);
-    const s = setup(user);
+    const throttle = await startThrottle({ host: '127.0.0.1', port: lab.info.ports.imaps }, 1_000_000);
+    afterThis(() => throttle.close());
+    const s = setup(user, { port: throttle.port });
     const victim = tributary(s, ['sync']);
-    const servers = await serving(s.dataDir);
-
-    // The servers get what they need to run, not the CLI's environment (its passwords, its AWS settings).
-    const leaks = servers.flatMap((pid) => {
-      const environ = fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
-      return environ
-        .filter((v) => v.includes(s.password) || /^(PW_|AWS_)/.test(v))
-        .map((v) => `${pid}: ${v.split('=')[0]}`);
-    });
-
-    await sleep(1500); // syncing by now
+    await until('the sync to be under way', async () => ((await stored(s)).count > 0 ? true : undefined));
     victim.kill('SIGKILL');
     expect((await victim.done).signal).toBe('SIGKILL');
-    expect(await noneLeft(s.dataDir, 10_000)).toEqual([]);
 
-    const next = await tributary(s, ['sync']).done;
-    expect(next.err).toBe('');
+    const next = await tributary(s, ['sync', '--json']).done;
     expect(next.code).toBe(0);
-    expect(next.out).toMatch(new RegExp(`${s.id}: ok, \\d+ new messages`));
-    expect(await noneLeft(s.dataDir, 1000)).toEqual([]);
+    const report = (JSON.parse(next.out) as { sources: Array<{ outcome: string; notes: string[] }> })
+      .sources[0]!;
+    expect(report.outcome).toBe('ok');
+    expect(report.notes.join('\n')).toMatch(/took over the lease/);
     const { count, ids } = await stored(s);
     expect(count).toBe(mails.length);
     expect(new Set(ids).size).toBe(mails.length);
     expect(modesUnder(s.dataDir)).toEqual([]);
-    expect(leaks).toEqual([]);
   }, 180_000);
 
-  it('servers that outlived their command and supervisor are killed by the next command, which then runs', async () => {
-    const s = setup(lab.createUser('orph'));
-    const victim = tributary(s, ['sources', 'list']);
-    await serving(s.dataDir);
-    const owner = JSON.parse(fs.readFileSync(path.join(s.dataDir, 'owner.json'), 'utf8')) as {
-      servers: Record<string, { pid: number }>;
-    };
-    victim.kill('SIGKILL');
-    process.kill(owner.servers.supervisor!.pid, 'SIGKILL');
-    await victim.done;
-    await sleep(300);
-    expect(processesOn(s.dataDir).some((p) => p.includes('DynamoDBLocal.jar'))).toBe(true); // orphaned, lock held
-
-    const next = await tributary(s, ['sources', 'list']).done;
-    expect(next.code).toBe(0);
-    expect(next.err).toMatch(
-      new RegExp(`note: pid ${victim.pid} died without stopping its servers; killed dynamodb \\(pid \\d+\\)`),
-    );
-    expect(await noneLeft(s.dataDir, 1000)).toEqual([]);
-  }, 120_000);
-
-  it('Ctrl-C stops a sync at a safe point, releases the lease and the servers, exits 130', async () => {
+  it('Ctrl-C stops a sync at a safe point, releases the lease, exits 130; the next sync resumes', async () => {
     const user = lab.createUser('int');
     const mails = bulkCorpus(400, 12, { minBytes: 20_000, maxBytes: 40_000, attachmentRatio: 0 });
     for (const m of mails) lab.deliver(user, m.raw);
-    const s = setup(user);
+    const throttle = await startThrottle({ host: '127.0.0.1', port: lab.info.ports.imaps }, 1_000_000);
+    afterThis(() => throttle.close());
+    const s = setup(user, { port: throttle.port });
     const run = tributary(s, ['sync']);
-    await serving(s.dataDir);
-    await sleep(1500);
+    await until('the sync to be under way', async () => ((await stored(s)).count > 0 ? true : undefined));
     run.kill('SIGINT');
     const stopped = await run.done;
     expect(stopped.code).toBe(130);
     expect(stopped.out).toMatch(
-      new RegExp(`${s.id}: ok, \\d+ new messages? .*\\(stopped by SIGINT at a safe point`),
+      new RegExp(`${s.id}: more, \\d+ new messages? .*\\(stopped by SIGINT at a safe point`),
     );
-    expect(await noneLeft(s.dataDir, 1000)).toEqual([]);
 
     const next = await tributary(s, ['sync', '--json']).done;
     expect(next.code).toBe(0);
@@ -288,7 +227,7 @@ describe('the CLI on a local data folder', () => {
     expect(new Set(ids).size).toBe(mails.length);
   }, 180_000);
 
-  it('keeps the data folder to its owner: created 0700, an open one tightened and said so', async () => {
+  it('keeps the data folder to its owner: created 0700, files 0600, an open folder tightened and said so', async () => {
     const user = lab.createUser('mode');
     lab.deliver(user, bulkCorpus(1, 3, { maxBytes: 5_000 })[0]!.raw);
     const s = setup(user);
@@ -297,6 +236,7 @@ describe('the CLI on a local data folder', () => {
       const first = await tributary(s, ['sync']).done;
       expect(first.code).toBe(0);
       expect(fs.statSync(s.dataDir).mode & 0o777).toBe(0o700);
+      expect(fs.existsSync(path.join(s.dataDir, 'index.sqlite'))).toBe(true);
       expect(modesUnder(s.dataDir)).toEqual([]);
       fs.chmodSync(s.dataDir, 0o755);
       const again = await tributary(s, ['sources', 'list']).done;
