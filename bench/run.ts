@@ -16,7 +16,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ceilingContenders } from './contenders/ceilings';
 import { peerContenders } from './contenders/peers';
-import { tributaryContender } from './contenders/tributary';
+import { tributaryContender, tributaryLocalContender } from './contenders/tributary';
 import { benchInbox, type InboxFigures } from './inbox';
 import { benchLambda, lambdaTable, type LambdaFigures } from './lambda';
 import { benchCorpus, describeCorpus, type BenchCorpusStats } from './lib/corpus';
@@ -210,6 +210,8 @@ async function main(): Promise<void> {
       let contenders: Contender[] = [
         tributaryContender(lab, 'imap'),
         tributaryContender(lab, 'pop3'),
+        tributaryLocalContender(lab, 'imap'),
+        tributaryLocalContender(lab, 'pop3'),
         ...(skip.has('peers') ? [] : peerContenders()),
         ...ceilingContenders(lab),
       ];
@@ -430,6 +432,9 @@ function targetsTable(report: Report): string {
   ratio('IMAP full sync >= 2x mbsync at 20 ms RTT', 'Tributary IMAP', 'mbsync', '20ms', 2);
   ratio('POP3 full sync >= mpop on loopback', 'Tributary POP3', 'mpop', 'loopback', 1);
   ratio('POP3 full sync >= 2x fetchmail at 20 ms RTT', 'Tributary POP3', 'fetchmail POP3', '20ms', 2);
+  // Local mode (the embedded store): beside the peers that also write local files (issue #17, target 7).
+  ratio('local mode: IMAP full sync >= mbsync on loopback', 'Tributary local IMAP', 'mbsync', 'loopback', 1);
+  ratio('local mode: POP3 full sync >= mpop on loopback', 'Tributary local POP3', 'mpop', 'loopback', 1);
   ratio(
     'IMAP >= 70% of the raw-socket ceiling (loopback)',
     'Tributary IMAP',

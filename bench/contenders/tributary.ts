@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { openEmbeddedStore } from '../../functions/adapters/sqlite/embedded-store';
 import type { FreshStore, Lab } from '../lib/lab';
 import type { Contender, Upstream } from '../lib/types';
 
@@ -58,6 +59,64 @@ export function tributaryContender(lab: Lab, protocol: 'imap' | 'pop3', nodeFlag
       const store = stores.get(workDir);
       if (!store) return { messages: 0, bytes: 0 };
       return lab.messageIndex(store.table).inboxUsage(SOURCE_ID);
+    },
+  };
+}
+
+/**
+ * Local mode (issue #16): the same CLI bundle on the embedded store (SQLite index, message files fsynced and renamed
+ * into place, synchronous=FULL), as `npm start` and `tributary sync` run on one machine. Beside mbsync and mpop,
+ * which also write local files: the local-mode row of the performance targets.
+ */
+export function tributaryLocalContender(lab: Lab, protocol: 'imap' | 'pop3'): Contender {
+  const dataDir = (workDir: string) => path.join(workDir, 'data');
+  const configFile = (workDir: string) => path.join(workDir, 'tributary.config.json');
+  return {
+    name: `Tributary local ${protocol.toUpperCase()}`,
+    protocol,
+    unavailable: async () => undefined,
+    version: async () => {
+      const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
+        version: string;
+      };
+      return `tributary ${pkg.version} (node ${process.version}, embedded store)`;
+    },
+    reset(_upstream, workDir) {
+      fs.rmSync(dataDir(workDir), { recursive: true, force: true });
+      return Promise.resolve();
+    },
+    command(upstream: Upstream, workDir: string) {
+      const config = {
+        store: { mode: 'local', dataDir: dataDir(workDir) },
+        sources: [
+          {
+            id: SOURCE_ID,
+            protocol,
+            host: upstream.host,
+            port: protocol === 'imap' ? upstream.imapsPort : upstream.pop3sPort,
+            tls: 'implicit',
+            caFile: upstream.caFile,
+            servername: upstream.servername,
+            user: upstream.user,
+            secret: { env: 'BENCH_TRIBUTARY_PASSWORD' },
+          },
+        ],
+      };
+      fs.writeFileSync(configFile(workDir), JSON.stringify(config, null, 2));
+      return Promise.resolve(
+        lab.tributary(['sync', '--json', '--config', configFile(workDir)], {
+          BENCH_TRIBUTARY_PASSWORD: upstream.password,
+        }),
+      );
+    },
+    async delivered(workDir) {
+      if (!fs.existsSync(path.join(dataDir(workDir), 'index.sqlite'))) return { messages: 0, bytes: 0 };
+      const store = openEmbeddedStore(dataDir(workDir));
+      try {
+        return await store.index.inboxUsage(SOURCE_ID);
+      } finally {
+        store.close();
+      }
     },
   };
 }

@@ -56,6 +56,8 @@ export async function bundle(entry: string, outfile: string, footer?: string): P
     target: 'node20',
     format: 'cjs',
     outfile,
+    // A native module: loaded from the project's node_modules at run time (NODE_PATH), never bundled.
+    external: ['better-sqlite3'],
     logLevel: 'error',
     ...(footer ? { footer: { js: footer } } : {}),
   });
@@ -96,7 +98,12 @@ export async function startLab(): Promise<Lab> {
       return {
         cmd: process.execPath,
         args: [cli, ...args],
-        env: { ...aws.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...env },
+        env: {
+          ...aws.env,
+          AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+          NODE_PATH: path.join(__dirname, '..', '..', 'node_modules'),
+          ...env,
+        },
       };
     },
     messageIndex(table) {

@@ -4,6 +4,7 @@ import { QueryCommand, ScanCommand, type DynamoDBDocumentClient } from '@aws-sdk
 import { DynamoInbox, contentId } from '../adapters/dynamodb/inbox';
 import { DynamoMessageIndex } from '../adapters/dynamodb/message-index';
 import { keys } from '../adapters/dynamodb/keys';
+import { toRecord } from '../adapters/dynamodb/records';
 import { S3RawMailStore } from '../adapters/s3/raw-mail-store';
 import { openEmbeddedStore, type EmbeddedStore } from '../adapters/sqlite/embedded-store';
 import { ConfigError } from '../core/errors';
@@ -80,33 +81,6 @@ async function* scanAll(db: DynamoDBDocumentClient, sortKeyPrefix: string): Asyn
     for (const item of out.Items ?? []) yield item;
     start = out.LastEvaluatedKey;
   } while (start);
-}
-
-function asRecord(item: Item): MessageRecord {
-  const {
-    sourceId,
-    identity,
-    upstream,
-    object,
-    metadata,
-    fetchedAt,
-    sortDate,
-    seen,
-    flagged,
-    deletedUpstreamAt,
-  } = item as unknown as MessageRecord;
-  return {
-    sourceId,
-    identity,
-    upstream,
-    object,
-    metadata,
-    fetchedAt,
-    sortDate,
-    seen,
-    flagged,
-    ...(deletedUpstreamAt === undefined ? {} : { deletedUpstreamAt }),
-  };
 }
 
 /** Every source the old store knows: those with counters (they committed something) and the config's. */
@@ -200,7 +174,7 @@ class Migration {
         continue;
       }
       if (item.type !== 'message' && item.type !== 'evicted') continue;
-      const record = asRecord(item);
+      const record = toRecord(item);
       contents.set(record.identity, record.object.contentSha256);
       if (item.type === 'message') {
         await this.copyObject(record.object);

@@ -153,6 +153,34 @@ export interface MessageRecord {
   via?: Via[];
 }
 
+/** Exactly the fields of a MessageRecord, from a stored item or row that holds more (keys, index attributes). */
+export function messageRecordFields(r: MessageRecord): MessageRecord {
+  const {
+    sourceId,
+    identity,
+    upstream,
+    object,
+    metadata,
+    fetchedAt,
+    sortDate,
+    seen,
+    flagged,
+    deletedUpstreamAt,
+  } = r;
+  return {
+    sourceId,
+    identity,
+    upstream,
+    object,
+    metadata,
+    fetchedAt,
+    sortDate,
+    seen,
+    flagged,
+    ...(deletedUpstreamAt === undefined ? {} : { deletedUpstreamAt }),
+  };
+}
+
 /** Per IMAP folder: UIDVALIDITY and the highest UID such that every UID at or below it is committed. */
 export interface FolderState {
   folder: string;

@@ -1,4 +1,5 @@
 import type { Address, MessageMetadata, MessageRecord, StoredObject } from '../../core/model';
+import { messageRecordFields } from '../../core/model';
 import type { StoredCopy } from '../../core/policies';
 import type { Item } from './fencing';
 import { keys } from './keys';
@@ -65,28 +66,5 @@ export function toMergedRecord(item: Item): MessageRecord {
 }
 
 export function toRecord(item: Item): MessageRecord {
-  const {
-    sourceId,
-    identity,
-    upstream,
-    object,
-    metadata,
-    fetchedAt,
-    sortDate,
-    seen,
-    flagged,
-    deletedUpstreamAt,
-  } = item as unknown as MessageRecord;
-  return {
-    sourceId,
-    identity,
-    upstream,
-    object,
-    metadata,
-    fetchedAt,
-    sortDate,
-    seen,
-    flagged,
-    deletedUpstreamAt,
-  };
+  return messageRecordFields(item as unknown as MessageRecord);
 }

@@ -8,7 +8,7 @@ import type {
   UpstreamId,
   Via,
 } from '../../core/model';
-import { identityKey } from '../../core/model';
+import { identityKey, messageRecordFields } from '../../core/model';
 import type { InboxUsage, StoredCopy } from '../../core/policies';
 import type { CommitOutcome, Lease, MessageIndex, SourceSummary } from '../../core/ports';
 import type { SqliteDatabase } from './database';
@@ -97,38 +97,10 @@ export function checkLimit(limit: number): number {
   return limit;
 }
 
-/** The fields of a MessageRecord, as the DynamoDB adapter's toRecord picks them. */
-function pickRecord(r: MessageRecord): MessageRecord {
-  const {
-    sourceId,
-    identity,
-    upstream,
-    object,
-    metadata,
-    fetchedAt,
-    sortDate,
-    seen,
-    flagged,
-    deletedUpstreamAt,
-  } = r;
-  return {
-    sourceId,
-    identity,
-    upstream,
-    object,
-    metadata,
-    fetchedAt,
-    sortDate,
-    seen,
-    flagged,
-    deletedUpstreamAt,
-  };
-}
-
 /** A stored message row as its record; the deletion time lives in its own column. */
 function messageRecordOf(row: MessageRow): MessageRecord {
   const record = JSON.parse(row.record!) as MessageRecord;
-  return pickRecord({ ...record, deletedUpstreamAt: row.deleted_upstream_at ?? undefined });
+  return messageRecordFields({ ...record, deletedUpstreamAt: row.deleted_upstream_at ?? undefined });
 }
 
 /**
@@ -136,7 +108,7 @@ function messageRecordOf(row: MessageRow): MessageRecord {
  * through, named after a place that still holds them (as the DynamoDB adapter's toMergedRecord).
  */
 export function mergedRecord(content: ContentRow, places: Via[]): MessageRecord {
-  const record = pickRecord(JSON.parse(content.record) as MessageRecord);
+  const record = messageRecordFields(JSON.parse(content.record) as MessageRecord);
   const via = [...places].sort((a, b) => (viaKey(a) < viaKey(b) ? -1 : viaKey(a) > viaKey(b) ? 1 : 0));
   const named = via.some((v) => v.sourceId === record.sourceId && v.identity === record.identity);
   const first = via[0];

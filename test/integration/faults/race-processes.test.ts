@@ -147,10 +147,14 @@ describe.each(
           });
         };
 
+        // The race runs its time, and on (up to a minute more) until it has taken over enough live leases to be
+        // the test it claims to be: freezes are random, and a short race may happen to take over only one.
+        const neededTakeovers = raceMs >= 20_000 ? 3 : 2;
         const end = Date.now() + raceMs;
+        const extendedEnd = end + Math.min(raceMs, 60_000);
         let appended = 0;
         let nextMail = Date.now();
-        while (Date.now() < end) {
+        while (Date.now() < end || (takeovers < neededTakeovers && Date.now() < extendedEnd)) {
           if (Date.now() >= nextMail) {
             for (const m of bulkCorpus(2, 7000 + appended, { maxBytes: 8_000, attachmentRatio: 0 })) {
               lab.deliver(user, m.raw);
@@ -199,11 +203,11 @@ describe.each(
         expect(counters.counters).toEqual(counters.items);
         expect(await t.index.pendingActions(source.id)).toEqual([]);
         // The race did happen: leases were taken over from processes still alive, mid-run (3 in 20 s, 2 in less).
-        expect(takeovers).toBeGreaterThanOrEqual(raceMs >= 20_000 ? 3 : 2);
+        expect(takeovers).toBeGreaterThanOrEqual(neededTakeovers);
         expect(outcomes.busy ?? 0).toBeGreaterThan(0);
         expect(writtenBy).toBe(newestWriter);
       },
-      raceMs + 120_000,
+      raceMs + Math.min(raceMs, 60_000) + 120_000,
     );
   },
 );
