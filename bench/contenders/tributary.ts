@@ -6,6 +6,29 @@ import type { Contender, Upstream } from '../lib/types';
 
 const SOURCE_ID = 'bench';
 
+function tributaryVersion(detail: string): Promise<string> {
+  const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
+    version: string;
+  };
+  return Promise.resolve(`tributary ${pkg.version} (node ${process.version}${detail})`);
+}
+
+/** The config file of a contender's run: its store and the one source on the bench's Dovecot. */
+function writeConfig(file: string, store: object, upstream: Upstream, protocol: 'imap' | 'pop3'): void {
+  const source = {
+    id: SOURCE_ID,
+    protocol,
+    host: upstream.host,
+    port: protocol === 'imap' ? upstream.imapsPort : upstream.pop3sPort,
+    tls: 'implicit',
+    caFile: upstream.caFile,
+    servername: upstream.servername,
+    user: upstream.user,
+    secret: { env: 'BENCH_TRIBUTARY_PASSWORD' },
+  };
+  fs.writeFileSync(file, JSON.stringify({ store, sources: [source] }, null, 2));
+}
+
 /**
  * Tributary itself, with full durability: every message streamed into an S3 object (s3rver) and committed as a
  * DynamoDB item with its counters (DynamoDB Local), the checkpoint saved, the lease taken and released. Run as
@@ -18,12 +41,7 @@ export function tributaryContender(lab: Lab, protocol: 'imap' | 'pop3', nodeFlag
     name: `Tributary ${protocol.toUpperCase()}`,
     protocol,
     unavailable: async () => undefined,
-    version: async () => {
-      const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
-        version: string;
-      };
-      return `tributary ${pkg.version} (node ${process.version})`;
-    },
+    version: () => tributaryVersion(''),
     async reset(_upstream, workDir) {
       await stores.get(workDir)?.drop();
       stores.set(workDir, await lab.freshStore(`${protocol}-${path.basename(workDir)}`));
@@ -31,23 +49,12 @@ export function tributaryContender(lab: Lab, protocol: 'imap' | 'pop3', nodeFlag
     async command(upstream: Upstream, workDir: string) {
       const store = stores.get(workDir);
       if (!store) throw new Error('reset() first');
-      const config = {
-        store: { mode: 'aws', table: store.table, bucket: store.bucket, region: 'us-east-1' },
-        sources: [
-          {
-            id: SOURCE_ID,
-            protocol,
-            host: upstream.host,
-            port: protocol === 'imap' ? upstream.imapsPort : upstream.pop3sPort,
-            tls: 'implicit',
-            caFile: upstream.caFile,
-            servername: upstream.servername,
-            user: upstream.user,
-            secret: { env: 'BENCH_TRIBUTARY_PASSWORD' },
-          },
-        ],
-      };
-      fs.writeFileSync(configFile(workDir), JSON.stringify(config, null, 2));
+      writeConfig(
+        configFile(workDir),
+        { mode: 'aws', table: store.table, bucket: store.bucket, region: 'us-east-1' },
+        upstream,
+        protocol,
+      );
       const command = lab.tributary(['sync', '--json', '--config', configFile(workDir)], {
         ...store.env,
         BENCH_TRIBUTARY_PASSWORD: upstream.password,
@@ -75,34 +82,13 @@ export function tributaryLocalContender(lab: Lab, protocol: 'imap' | 'pop3'): Co
     name: `Tributary local ${protocol.toUpperCase()}`,
     protocol,
     unavailable: async () => undefined,
-    version: async () => {
-      const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
-        version: string;
-      };
-      return `tributary ${pkg.version} (node ${process.version}, embedded store)`;
-    },
+    version: () => tributaryVersion(', embedded store'),
     reset(_upstream, workDir) {
       fs.rmSync(dataDir(workDir), { recursive: true, force: true });
       return Promise.resolve();
     },
     command(upstream: Upstream, workDir: string) {
-      const config = {
-        store: { mode: 'local', dataDir: dataDir(workDir) },
-        sources: [
-          {
-            id: SOURCE_ID,
-            protocol,
-            host: upstream.host,
-            port: protocol === 'imap' ? upstream.imapsPort : upstream.pop3sPort,
-            tls: 'implicit',
-            caFile: upstream.caFile,
-            servername: upstream.servername,
-            user: upstream.user,
-            secret: { env: 'BENCH_TRIBUTARY_PASSWORD' },
-          },
-        ],
-      };
-      fs.writeFileSync(configFile(workDir), JSON.stringify(config, null, 2));
+      writeConfig(configFile(workDir), { mode: 'local', dataDir: dataDir(workDir) }, upstream, protocol);
       return Promise.resolve(
         lab.tributary(['sync', '--json', '--config', configFile(workDir)], {
           BENCH_TRIBUTARY_PASSWORD: upstream.password,
