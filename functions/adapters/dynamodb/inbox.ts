@@ -11,6 +11,7 @@ import {
 import { StorageError, TributaryError } from '../../core/errors';
 import type { MessageRecord } from '../../core/model';
 import type { InboxEntry, InboxQuery, InboxReader, InboxWriter } from '../../core/ports';
+import { decodeCursor, encodeCursor } from '../common/inbox-cursor';
 import { keys } from './keys';
 import { readOrFail } from './fencing';
 import { toMergedRecord } from './records';
@@ -62,28 +63,6 @@ export function parseInboxId(id: string): ParsedId | undefined {
       return { kind: 'legacy', sourceId, identity };
   }
   return undefined;
-}
-
-function encodeCursor(before: string): string {
-  return Buffer.from(JSON.stringify({ before })).toString('base64url');
-}
-
-function decodeCursor(cursor: string): string {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString());
-  } catch {
-    parsed = undefined;
-  }
-  const before = (parsed as { before?: unknown } | undefined)?.before;
-  if (typeof before !== 'string' || !before || before.length > 4096) {
-    throw new TributaryError(
-      'CONFIG_INVALID',
-      'the cursor is not valid: use the cursor a page returned',
-      false,
-    );
-  }
-  return before;
 }
 
 const lower = (s: string | undefined) => (s ?? '').toLocaleLowerCase();

@@ -1,3 +1,4 @@
+import { lastRunOf } from '../common/run-status';
 import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import type { SourceRunReport } from '../../core/model';
 import type { Lease, RunStatusLog, SourceStatus, SourceSummary } from '../../core/ports';
@@ -20,18 +21,7 @@ export class DynamoSourceStatus implements RunStatusLog, SourceStatus {
             ? 'SET lastRun = :run, lastError = :err ADD consecutiveFailures :one'
             : 'SET lastRun = :run, consecutiveFailures = :zero REMOVE lastError',
           ExpressionAttributeValues: {
-            ':run': {
-              at: new Date(now).toISOString(),
-              outcome: report.outcome,
-              fetched: report.fetched,
-              fetchedBytes: report.fetchedBytes,
-              deletedUpstream: report.deletedUpstream,
-              evicted: report.evicted,
-              ...(report.upstreamUsage ? { upstreamUsage: report.upstreamUsage } : {}),
-              durationMs: report.durationMs,
-              notes: report.notes,
-              ...(report.error ? { error: report.error } : {}),
-            },
+            ':run': lastRunOf(report, now),
             ...(failed ? { ':err': report.error, ':one': 1 } : { ':zero': 0 }),
           },
         },

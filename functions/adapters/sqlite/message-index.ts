@@ -1,3 +1,5 @@
+import { decodeCursor, encodeCursor } from '../common/inbox-cursor';
+import { lastRunOf } from '../common/run-status';
 import { LeaseLostError, StorageError, TributaryError } from '../../core/errors';
 import type {
   AuditRecord,
@@ -65,29 +67,6 @@ export function inboxKey(sortDate: string, sourceId: string, identity: string): 
 /** `keys.via`: what the merged record's `via` is sorted by, as on DynamoDB. */
 function viaKey(v: Via): string {
   return `${v.sourceId}#${v.identity}`;
-}
-
-export function encodeCursor(before: string): string {
-  return Buffer.from(JSON.stringify({ before })).toString('base64url');
-}
-
-/** The key a cursor points below; a cursor that is not one of ours is a usage error, not a crash. */
-export function decodeCursor(cursor: string): string {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString());
-  } catch {
-    parsed = undefined;
-  }
-  const before = (parsed as { before?: unknown } | undefined)?.before;
-  if (typeof before !== 'string' || !before || before.length > 4096) {
-    throw new TributaryError(
-      'CONFIG_INVALID',
-      'the inbox cursor is not valid: use the cursor a page returned',
-      false,
-    );
-  }
-  return before;
 }
 
 export function checkLimit(limit: number): number {
@@ -814,18 +793,7 @@ export class SqliteMessageIndex implements MessageIndex {
   /** Fenced like every state write of a run: a run that paused past its lease cannot overwrite its successor's. */
   async recordRun(lease: Lease, report: SourceRunReport, now: number): Promise<void> {
     const failed = report.outcome === 'failed';
-    const lastRun = {
-      at: new Date(now).toISOString(),
-      outcome: report.outcome,
-      fetched: report.fetched,
-      fetchedBytes: report.fetchedBytes,
-      deletedUpstream: report.deletedUpstream,
-      evicted: report.evicted,
-      ...(report.upstreamUsage ? { upstreamUsage: report.upstreamUsage } : {}),
-      durationMs: report.durationMs,
-      notes: report.notes,
-      ...(report.error ? { error: report.error } : {}),
-    };
+    const lastRun = lastRunOf(report, now);
     await this.fenced(lease, 'record the run', () =>
       this.db.run(
         `INSERT INTO run_status (source_id, last_run, last_error, consecutive_failures) VALUES (?, ?, ?, ?)
@@ -931,3 +899,5 @@ export class SqliteMessageIndex implements MessageIndex {
     }
   }
 }
+
+export { decodeCursor, encodeCursor } from '../common/inbox-cursor';
