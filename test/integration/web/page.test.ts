@@ -246,6 +246,30 @@ async function shown(watch: PageWatch, subject: string): Promise<void> {
   }, subject); // prettier-ignore
 }
 
+/**
+ * Waits for the list view. On a timeout the error says what the page was showing (route, view, focused element,
+ * status line, console errors): a keyboard step that did nothing once in CI left no trace otherwise.
+ */
+async function listShown(watch: PageWatch): Promise<void> {
+  try {
+    await watch.page.waitForSelector('#view-list:not([hidden])', { timeout: 15_000 });
+  } catch (err) {
+    const state = await watch.page
+      .evaluate(() => ({
+        hash: location.hash,
+        view: document.body.dataset.view,
+        focused: `${document.activeElement?.tagName ?? '-'}#${document.activeElement?.id ?? ''}`,
+        status: document.getElementById('status')?.textContent,
+        shown: document.getElementById('view-message')?.dataset.shown,
+      }))
+      .catch((e: unknown) => String(e));
+    throw new Error(
+      `the list view did not come back: ${JSON.stringify(state)}; console errors ${JSON.stringify(watch.consoleErrors)}; ${String(err)}`,
+      { cause: err },
+    );
+  }
+}
+
 function expectClean(watch: PageWatch): void {
   expect(watch.consoleErrors).toEqual([]);
   expect(watch.foreignRequests(serve.origin)).toEqual([]);
@@ -388,7 +412,7 @@ describe('the page, served by tributary serve over synced mail', () => {
 
     // Mark unread again.
     await watch.page.click('#view-message button.mark-unread');
-    await watch.page.waitForSelector('#view-list:not([hidden])');
+    await listShown(watch);
     await watch.page.waitForSelector('#list li.unread:has-text("Quarterly report")');
     expect((await apiList(watch)).find((m) => m.subject === 'Quarterly report')?.unread).toBe(true);
     expect(watch.leftPage(watch.page.url())).toEqual([]);
@@ -453,12 +477,12 @@ describe('the page, served by tributary serve over synced mail', () => {
     await watch.page.keyboard.press('j');
     await shown(watch, 'Postcard 1 from the coast');
     await watch.page.keyboard.press('u');
-    await watch.page.waitForSelector('#view-list:not([hidden])');
+    await listShown(watch);
     await expect(selected()).resolves.toBe('Postcard 1 from the coast');
     await watch.page.keyboard.press('Enter');
     await shown(watch, 'Postcard 1 from the coast');
     await watch.page.keyboard.press('u');
-    await watch.page.waitForSelector('#view-list:not([hidden])');
+    await listShown(watch);
 
     // Shift+U toggles read/unread on the selected message (opening it marked it read).
     await watch.page.waitForSelector('#list li.selected:not(.unread)');
