@@ -32,6 +32,12 @@ export interface ImapSession {
   readonly capabilities: ReadonlySet<string>;
   readonly tls?: TlsInfo;
   listFolders(): Promise<string[]>;
+  /**
+   * UIDVALIDITY, UIDNEXT and message count by STATUS, the folder left closed: a poll's first question. Undefined
+   * when the server cannot answer all three that way (the caller then opens the folder). Optional: a session
+   * without it is always opened.
+   */
+  peekFolder?(folder: string): Promise<FolderStatus | undefined>;
   /** EXAMINE the folder; throws UpstreamError FOLDER_NOT_FOUND when it does not exist. */
   openFolder(folder: string): Promise<FolderStatus>;
   /**

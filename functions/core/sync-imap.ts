@@ -21,8 +21,9 @@ export async function syncImapFolder(
   session: ImapSession,
   folder: string,
 ): Promise<boolean> {
-  const status = await session.openFolder(folder);
   const state = await run.deps.index.getFolderState(run.source.id, folder);
+  if (await unchangedByStatus(run, session, folder, state)) return true;
+  const status = await session.openFolder(folder);
   const plan = planImapFolder(state, status);
   run.deps.logger.debug('imap plan', { sourceId: run.source.id, folder, plan: plan.kind, why: plan.why });
   const generation = folderGeneration(state, plan);
@@ -162,6 +163,36 @@ export async function syncImapFolder(
     `${folder}: time budget spent; the next run continues from UID ${checkpoint.value + 1}`,
   );
   return false;
+}
+
+/**
+ * A poll's first question, by STATUS with the folder left closed: nothing new since the checkpoint? Then the
+ * folder is done without EXAMINE (one round trip instead of two or more). Only an "unchanged" answer is taken
+ * from STATUS; anything else, and a set-aside message of this folder waiting for a retry, opens the folder and
+ * plans again from what EXAMINE says.
+ */
+async function unchangedByStatus(
+  run: RunContext,
+  session: ImapSession,
+  folder: string,
+  state: FolderState | undefined,
+): Promise<boolean> {
+  if (!state || !session.peekFolder) return false;
+  const retrying = [...run.failures.values()].some(
+    (f) => f.retry && f.upstream.kind === 'imap' && f.upstream.folder === folder,
+  );
+  if (retrying) return false;
+  const status = await session.peekFolder(folder);
+  if (!status) return false;
+  const plan = planImapFolder(state, status);
+  if (plan.kind !== 'unchanged') return false;
+  run.deps.logger.debug('imap plan', {
+    sourceId: run.source.id,
+    folder,
+    plan: plan.kind,
+    why: `STATUS: ${plan.why}`,
+  });
+  return true;
 }
 
 /** After every folder is fetched: the policies, on committed messages only. A `keep` source does nothing here. */

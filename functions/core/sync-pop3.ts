@@ -35,6 +35,25 @@ export async function identifyPop3(
 }
 
 /**
+ * The checkpoint name of a POP3 source's listing fingerprint, stored as a folder checkpoint (its UIDVALIDITY is the
+ * fingerprint). A POP3 source has no folders, so no IMAP folder's checkpoint can share the name.
+ */
+export const POP3_LISTING = '#pop3-listing';
+
+/** sha256 of the listed identities, sorted: the same set of messages gives the same fingerprint, in any order. */
+export function listingFingerprint(candidates: Array<{ identity: string }>): string {
+  return sha256Hex(
+    Buffer.from(
+      candidates
+        .map((c) => c.identity)
+        .sort()
+        .join('\n'),
+      'utf8',
+    ),
+  );
+}
+
+/**
  * The POP3 sync of a run: the listing identified (UIDL or header hashes), new messages fetched and committed, then
  * the policies on what this session listed and fetched.
  */
@@ -65,6 +84,8 @@ export class Pop3Sync {
       this.identities.set(entry.number, identityKey(upstream));
       return { number: entry.number, identity: identityKey(upstream), size: entry.size };
     });
+    const fingerprint = listingFingerprint(candidates);
+    if (await this.unchangedListing(fingerprint)) return true;
     const committed = await this.run.deps.index.committedIdentities(this.run.source.id, 'pop3');
     const plan = planPop3Sync(committed, candidates);
     const fetch = this.run.inbox.limitToInbox(
@@ -83,6 +104,7 @@ export class Pop3Sync {
     this.run.progress(fetch.length);
     // After a UIDL reset each message is matched against the store before the next (see syncImapFolder).
     const pipeline = this.run.commits.pipeline(vanished);
+    let settled = 0;
     const handle = async (number: number, body: Bytes, inMemoryBytes?: number) => {
       const upstream = this.upstream.get(number)!;
       const { record, contentSha256 } = await this.run.commits.store(
@@ -98,6 +120,7 @@ export class Pop3Sync {
       }
       await this.run.failures.forgetFailures([record.identity]);
       this.fetchedNow.set(number, record.object.sha256);
+      settled++;
       this.run.progress(fetch.length);
     };
     let failure: { error: unknown } | undefined;
@@ -116,6 +139,16 @@ export class Pop3Sync {
     }
     const jobFailure = await pipeline.settle();
     if (jobFailure && (!failure || failure.error instanceof BudgetSpent)) failure = jobFailure;
+    if (!failure && fetch.length === plan.fetch.length && settled === fetch.length) {
+      // Every message the maildrop listed is committed now: the next poll that lists the same ones reads nothing.
+      this.run.checkLease();
+      await this.run.deps.index.saveFolderState(this.run.lease, {
+        folder: POP3_LISTING,
+        uidValidity: fingerprint,
+        committedThroughUid: 0,
+        uidNext: 1,
+      });
+    }
     if (failure) {
       const err = failure.error;
       if (err instanceof MessageError && err.at.number !== undefined) {
@@ -128,6 +161,19 @@ export class Pop3Sync {
       return false;
     }
     return true;
+  }
+
+  /**
+   * The POP3 counterpart of IMAP's UIDNEXT check: the maildrop lists exactly the messages it listed when every one
+   * of them was last seen committed (a fingerprint of the identities, kept as this source's one checkpoint). Then
+   * nothing is new and no committed identity is read: a mailbox left on the server, or emptied by
+   * delete-on-retrieve, costs one small read per poll instead of a read of everything ever fetched. A failure on
+   * record (a message set aside, or asked to be retried) always takes the full path.
+   */
+  private async unchangedListing(fingerprint: string): Promise<boolean> {
+    if ([...this.run.failures.values()].some((f) => f.upstream.kind !== 'imap')) return false;
+    const saved = await this.run.deps.index.getFolderState(this.run.source.id, POP3_LISTING);
+    return saved?.uidValidity === fingerprint;
   }
 
   /** Returns true when it ended the session with QUIT itself (after DELEs). */

@@ -47,7 +47,12 @@ export async function connectImap(
   source: Source,
   password: string,
   options: ConnectOptions & { logger?: Logger },
-): Promise<{ client: ImapFlow; watch: ConnectionWatch; wholeMessageBytes: number }> {
+): Promise<{
+  client: ImapFlow;
+  watch: ConnectionWatch;
+  wholeMessageBytes: number;
+  gate: SessionGate;
+}> {
   const wholeMessageBytes = options.wholeMessageBytes ?? DEFAULT_WHOLE_MESSAGE_BYTES;
   if (!Number.isSafeInteger(wholeMessageBytes) || wholeMessageBytes < 0) {
     throw new RangeError(`wholeMessageBytes must be a non-negative integer, not ${wholeMessageBytes}`);
@@ -80,11 +85,11 @@ export async function connectImap(
   });
   const watch = new ConnectionWatch(client, source);
   const greeting = new GreetingSniffer(client);
+  const gate = leanLogin(client);
   try {
     // The login exchange (greeting, CAPABILITY, LOGIN, NAMESPACE or LIST "" "") is small; a server that answers
     // it endlessly (imapflow reads on, no timeout fires) is dropped.
     await watch.guarded('connect and login', SMALL_ANSWER_BYTES, () => client.connect());
-    await watch.guarded('ENABLE UTF8=ACCEPT', SMALL_ANSWER_BYTES, () => enableUtf8Accept(client));
   } catch (err) {
     client.close();
     const code = (err as { code?: string }).code;
@@ -104,14 +109,73 @@ export async function connectImap(
     }
     throw imapError(source, err, 'connect and login', password);
   }
-  return { client, watch, wholeMessageBytes };
+  return { client, watch, wholeMessageBytes, gate };
+}
+
+/**
+ * What the login left for later (leanLogin), done when first needed: the namespace before a folder other than INBOX
+ * is named (INBOX needs none), ENABLE UTF8=ACCEPT before a folder is first opened.
+ */
+export interface SessionGate {
+  /** Before `folder` is named to imapflow (STATUS, LIST without a folder). */
+  beforeName(folder?: string): Promise<void>;
+  /** Before `folder` is opened (SELECT or EXAMINE). */
+  beforeOpen(folder: string): Promise<void>;
+}
+
+type Run = (command: string, ...args: unknown[]) => Promise<unknown>;
+
+/**
+ * Two round trips imapflow spends after every login, and a poll that finds nothing new pays for each (a Lambda
+ * waits on every one):
+ * - ID again after login, when the ID before it answered fewer than two fields (Dovecot names only itself). The
+ *   answer is informational; it is sent again only when the first ID got no answer at all.
+ * - NAMESPACE: imapflow prefixes folder names with the personal namespace (Courier's "INBOX.") and needs its
+ *   delimiter for LIST. INBOX is never prefixed, so it is asked for only before the first folder other than
+ *   INBOX is named, or a LIST (NamespaceGate); a source that reads INBOX alone never asks.
+ * Both are intercepted at imapflow's command runner while the login is under way (imapflow 2.x calls
+ * `this.run('NAMESPACE')` and `this.run('ID', ...)` from startSession); afterwards every command passes through.
+ * Likewise ENABLE UTF8=ACCEPT (enableUtf8Accept) waits until a folder is first opened: a poll that STATUS shows
+ * has nothing new opens none.
+ */
+function leanLogin(client: ImapFlow): SessionGate {
+  const inner = client as unknown as { run: Run; usable: boolean; idRequested: unknown };
+  const run: Run = inner.run.bind(client);
+  let deferred = false;
+  inner.run = async (command: string, ...args: unknown[]) => {
+    if (!inner.usable) {
+      const name = command.toUpperCase();
+      if (name === 'NAMESPACE') {
+        deferred = true;
+        return undefined;
+      }
+      if (name === 'ID' && client.authenticated && inner.idRequested) return inner.idRequested;
+    }
+    return run(command, ...args);
+  };
+  let enabled = false;
+  const beforeName = async (folder?: string) => {
+    if (!deferred || (folder !== undefined && folder.toUpperCase() === 'INBOX')) return;
+    deferred = false;
+    await run('NAMESPACE');
+  };
+  return {
+    beforeName,
+    async beforeOpen(folder: string) {
+      await beforeName(folder);
+      if (enabled) return;
+      enabled = true;
+      await enableUtf8Accept(client);
+    },
+  };
 }
 
 /**
  * RFC 6855: a server may serve mail with raw UTF-8 headers "downgraded" (or as a placeholder) to a client that did
  * not ENABLE UTF8=ACCEPT, and that copy is not the message. imapflow would send the ENABLE itself, but only within
  * its auto-enable, which also asks for CONDSTORE and IMAP4rev2 and is off here (`disableAutoEnable`), so this
- * enables UTF8=ACCEPT alone, before any folder is opened (the RFC allows it only then). Bodies stay exact: imapflow
+ * enables UTF8=ACCEPT alone, before the first folder is opened (the RFC allows it only in the authenticated state;
+ * a STATUS before it names the folder in modified UTF-7, which every server reads). Bodies stay exact: imapflow
  * hands literals over as the bytes received; only mailbox names change form on the wire (UTF-8 instead of modified
  * UTF-7), and imapflow encodes and decodes them, so a folder keeps its name. A refused ENABLE leaves the session
  * as it was.

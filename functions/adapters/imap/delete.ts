@@ -72,6 +72,7 @@ export class ImapDeletes {
   /** SELECT read-write, refusing when the UIDVALIDITY is not the one the UIDs were read under. */
   private async selectForWrite(folder: string, uidValidity: string, what: string): Promise<void> {
     let box: Awaited<ReturnType<ImapFlow['mailboxOpen']>>;
+    await this.folders.ready(folder, 'open');
     try {
       box = await this.client.mailboxOpen(folder, { readOnly: false });
     } catch (err) {

@@ -2,6 +2,7 @@ import type { ImapFlow } from 'imapflow';
 import { UpstreamError } from '../../core/errors';
 import type { FolderStatus, Source } from '../../core/model';
 import { chunks as chunked } from '../common/chunks';
+import type { SessionGate } from './connect';
 import { imapError } from './errors';
 import { SET_CHUNK } from './limits';
 import { compactUidSet } from './uid-set';
@@ -31,9 +32,65 @@ export class ImapFolders {
     private readonly source: Source,
     /** Courier-IMAP (its greeting says so): a folder is SELECTed once per session before EXAMINE (selectOnce). */
     private readonly courier: boolean,
+    /** What the login left for later: the namespace, ENABLE UTF8=ACCEPT (connect.ts, leanLogin). */
+    private readonly gate: SessionGate = { beforeName: async () => {}, beforeOpen: async () => {} },
   ) {}
 
+  /**
+   * Before naming a folder to imapflow (it prefixes names with the personal namespace): that namespace loaded; with
+   * `open`, before opening it: UTF8=ACCEPT enabled where offered.
+   */
+  async ready(folder?: string, open?: 'open'): Promise<void> {
+    try {
+      if (open && folder !== undefined) await this.gate.beforeOpen(folder);
+      else await this.gate.beforeName(folder);
+    } catch (err) {
+      throw imapError(this.source, err, open ? 'NAMESPACE / ENABLE' : 'NAMESPACE');
+    }
+    if (open && folder !== undefined) this.skipFolderListing(folder);
+  }
+
+  /**
+   * imapflow's SELECT/EXAMINE first asks `LIST "" <folder>` and LSUB (two round trips per folder and session) for
+   * the folder's delimiter, special use and subscription, none of which a sync reads; it skips them when its
+   * folder cache already holds the name. So the name goes into that cache, as imapflow would spell it (INBOX in
+   * capitals; other names behind the personal namespace's prefix, normalizePath in imapflow's tools). A folder that
+   * does not exist is still told apart: on a refused SELECT imapflow asks LIST itself (mailboxMissing).
+   */
+  private skipFolderListing(folder: string): void {
+    const inner = this.client as unknown as {
+      folders?: Map<string, { path: string }>;
+      namespace?: { prefix?: string };
+    };
+    if (!(inner.folders instanceof Map)) return;
+    const prefix = inner.namespace?.prefix ?? '';
+    const path =
+      folder.toUpperCase() === 'INBOX'
+        ? 'INBOX'
+        : prefix && !folder.startsWith(prefix)
+          ? prefix + folder
+          : folder;
+    if (!inner.folders.has(path)) inner.folders.set(path, { path });
+  }
+
+  /**
+   * The folder's UIDVALIDITY, UIDNEXT and message count by STATUS, without opening it: what a poll compares with
+   * its checkpoint before anything else. Undefined when the server refused STATUS or left one of them out (the
+   * caller then EXAMINEs the folder, which says more).
+   */
+  async peekNow(folder: string): Promise<FolderStatus | undefined> {
+    // Courier numbers new messages only when a session that may write opens the folder (selectOnce): whether its
+    // STATUS counts mail that arrived since is not something to rely on, so Courier's folders are always opened.
+    if (this.courier) return undefined;
+    const status = await this.statusOf(folder, { uidNext: true, uidValidity: true, messages: true });
+    const uidNext = positive(status?.uidNext);
+    const exists = nonNegative(status?.messages);
+    if (status?.uidValidity === undefined || uidNext === undefined || exists === undefined) return undefined;
+    return { uidValidity: String(status.uidValidity), uidNext, exists };
+  }
+
   async listFoldersNow(): Promise<string[]> {
+    await this.ready();
     try {
       return (await this.client.list()).map((m) => m.path);
     } catch (err) {
@@ -42,6 +99,7 @@ export class ImapFolders {
   }
 
   async openFolderNow(folder: string): Promise<FolderStatus> {
+    await this.ready(folder, 'open');
     if (this.courier) await this.selectOnce(folder);
     let box: Awaited<ReturnType<ImapFlow['mailboxOpen']>>;
     try {
@@ -109,6 +167,7 @@ export class ImapFolders {
     query: { uidNext?: boolean; uidValidity?: boolean; messages?: boolean },
   ): Promise<Exclude<Awaited<ReturnType<ImapFlow['status']>>, false> | undefined> {
     let status: Awaited<ReturnType<ImapFlow['status']>> | false;
+    await this.ready(folder);
     try {
       status = await this.client.status(folder, query);
     } catch (err) {

@@ -2,7 +2,7 @@ import type { ImapFlow } from 'imapflow';
 import type { FolderStatus, Source } from '../../core/model';
 import type { Bytes, ConnectOptions, ImapSession, Logger, TlsInfo } from '../../core/ports';
 import { ImapBodies, type Guard } from './bodies';
-import { connectImap, tlsInfoOf } from './connect';
+import { connectImap, tlsInfoOf, type SessionGate } from './connect';
 import type { ConnectionWatch } from './connection-watch';
 import { ImapDeletes } from './delete';
 import { imapError } from './errors';
@@ -19,8 +19,8 @@ export async function openImapSession(
   password: string,
   options: ConnectOptions & { logger?: Logger },
 ): Promise<ImapSession> {
-  const { client, watch, wholeMessageBytes } = await connectImap(source, password, options);
-  return new ImapFlowSession(client, source, options.timeoutMs, watch, wholeMessageBytes);
+  const { client, watch, wholeMessageBytes, gate } = await connectImap(source, password, options);
+  return new ImapFlowSession(client, source, options.timeoutMs, watch, wholeMessageBytes, gate);
 }
 
 /**
@@ -45,6 +45,7 @@ class ImapFlowSession implements ImapSession {
     private readonly timeoutMs: number,
     private readonly watch: ConnectionWatch,
     wholeMessageBytes: number,
+    gate: SessionGate,
   ) {
     this.capabilities = new Set([...client.capabilities.keys()].map((c) => c.toUpperCase()));
     this.tls = tlsInfoOf(client);
@@ -52,7 +53,7 @@ class ImapFlowSession implements ImapSession {
     const courier = /\bCourier-IMAP\b/i.test(client.greeting ?? '');
     const guard: Guard = (stage, bytes, fn) => this.guarded(stage, bytes, fn);
     const present = (uids: number[]) => this.present(uids);
-    this.folders = new ImapFolders(client, source, courier);
+    this.folders = new ImapFolders(client, source, courier, gate);
     this.bodies = new ImapBodies(client, source, guard, present, wholeMessageBytes);
     this.deletes = new ImapDeletes(client, source, this.capabilities, this.folders, present);
     this.proof = new ImapHeaderProof(client, source, this.folders, this.bodies);
@@ -70,6 +71,10 @@ class ImapFlowSession implements ImapSession {
 
   listFolders(): Promise<string[]> {
     return this.guarded('LIST', 16 * SMALL_ANSWER_BYTES, () => this.folders.listFoldersNow());
+  }
+
+  peekFolder(folder: string): Promise<FolderStatus | undefined> {
+    return this.guarded(`STATUS ${folder}`, SMALL_ANSWER_BYTES, () => this.folders.peekNow(folder));
   }
 
   openFolder(folder: string): Promise<FolderStatus> {

@@ -139,9 +139,8 @@ describe('headerBlocks against Dovecot: the proof before a delete', () => {
           [c, headerOf(ascii('h-2'))],
         ]),
       );
-      // (imapflow LISTs a folder it has not seen before opening it.)
-      const opened = () => wire.filter((l) => !/^(LIST|LSUB)\b/.test(l));
-      expect(opened()).toEqual(['EXAMINE INBOX', `UID FETCH ${a}:${c} (UID BODY.PEEK[HEADER])`]);
+      // No LIST or LSUB before the EXAMINE (imapflow's would be skipped, folders.ts skipFolderListing).
+      expect(wire).toEqual(['EXAMINE INBOX', `UID FETCH ${a}:${c} (UID BODY.PEEK[HEADER])`]);
 
       // The open folder is not opened again; another folder is EXAMINEd (never SELECTed).
       wire.length = 0;
@@ -151,7 +150,9 @@ describe('headerBlocks against Dovecot: the proof before a delete', () => {
       expect(await session.headerBlocks('Entwürfe', otherValidity, [other])).toEqual(
         new Map([[other, headerOf(ascii('draft'))]]),
       );
-      expect(opened()).toEqual([
+      // The first folder other than INBOX: NAMESPACE once before it (imapflow prefixes names with it).
+      expect(wire).toEqual([
+        'NAMESPACE',
         expect.stringMatching(/^EXAMINE /),
         `UID FETCH ${other} (UID BODY.PEEK[HEADER])`,
       ]);

@@ -28,6 +28,15 @@ async function commandTap(target: { host: string; port: number }) {
         .split('\r\n')
         .map((line) => line.replace(/^\S+ /, ''))
         .filter((line) => /^UID FETCH .*BODY\.PEEK\[/.test(line)),
+    /** The command names the client sent after it logged in (the AUTHENTICATE or LOGIN line excluded). */
+    afterLogin: () => {
+      const names = text
+        .split('\r\n')
+        .map((line) => /^\S+ ([A-Z]+)(?: |$)/.exec(line)?.[1])
+        .filter((name): name is string => name !== undefined);
+      const login = names.findIndex((name) => name === 'AUTHENTICATE' || name === 'LOGIN');
+      return login < 0 ? names : names.slice(login + 1);
+    },
     reset: () => (text = ''),
     close: () => proxy.close(),
   };
@@ -112,6 +121,44 @@ describe('IMAP sync against Dovecot', () => {
     expect(next).toMatchObject({ outcome: 'ok', fetched: 3 });
     const stored = await expectStoreMatchesServer(source.id, user);
     expect(stored).toHaveLength(23);
+  });
+
+  it('a poll that finds nothing new asks STATUS and logs out: no EXAMINE, NAMESPACE, second ID, LIST or LSUB', async () => {
+    const user = lab.createUser();
+    for (const m of bulkCorpus(5, 31, { maxBytes: 10_000 })) lab.deliver(user, m.raw);
+    // Plain IMAP through a proxy that reads the commands.
+    const proxy = await commandTap({ host: lab.info.noTlsHost, port: lab.info.ports.imap });
+    try {
+      const source = t.source(user, 'imap', 'none', { host: '127.0.0.1', port: proxy.port });
+      expect(await t.sync(source)).toMatchObject({ outcome: 'ok', fetched: 5 });
+      expect(proxy.afterLogin()).not.toContain('NAMESPACE');
+
+      proxy.reset();
+      expect(await t.sync(source)).toMatchObject({ outcome: 'ok', fetched: 0 });
+      expect(proxy.afterLogin()).toEqual(['STATUS', 'LOGOUT']);
+
+      // New mail: STATUS sees UIDNEXT moved, the folder is opened and only the new message fetched.
+      await lab.append(user, [bulkCorpus(1, 32, { maxBytes: 10_000 })[0]!.raw]);
+      proxy.reset();
+      expect(await t.sync(source)).toMatchObject({ outcome: 'ok', fetched: 1 });
+      // (imapflow's LIST and LSUB before an EXAMINE are skipped too: the sync reads nothing they answer.)
+      expect(proxy.afterLogin()).toEqual(['STATUS', 'EXAMINE', 'UID', 'UID', 'LOGOUT']);
+      expect(await expectStoreMatchesServer(source.id, user)).toHaveLength(6);
+
+      // A folder other than INBOX is named only after NAMESPACE (imapflow prefixes names with it).
+      const client = await lab.imap(user);
+      try {
+        await client.mailboxCreate('Archive');
+      } finally {
+        await client.logout();
+      }
+      proxy.reset();
+      const both = { ...source, folders: ['INBOX', 'Archive'] };
+      expect(await t.sync(both)).toMatchObject({ outcome: 'ok', fetched: 0 });
+      expect(proxy.afterLogin()).toEqual(['STATUS', 'NAMESPACE', 'EXAMINE', 'LOGOUT']);
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('after a UIDVALIDITY change stores nothing twice and picks up what is new', async () => {

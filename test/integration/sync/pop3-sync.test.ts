@@ -3,6 +3,8 @@ import tls from 'node:tls';
 import { bulkCorpus, standardCorpus } from '../../support/corpus';
 import { MailLab, type TestUser } from '../../support/mail-lab';
 import { TestTributary } from '../../support/tributary';
+import { syncSource } from '../../../functions/core/sync';
+import type { Source } from '../../../functions/core/model';
 
 const lab = MailLab.fromEnv();
 const t = new TestTributary(lab);
@@ -98,6 +100,47 @@ describe('POP3 sync against Dovecot', () => {
     for (const m of bulkCorpus(2, 32, { maxBytes: 20_000 })) lab.deliver(user, m.raw);
     expect(await t.sync(source)).toMatchObject({ outcome: 'ok', fetched: 2 });
     expect(await t.stored(source.id)).toHaveLength(17);
+  });
+
+  it('a poll that lists the same maildrop reads no committed identity (left on the server or emptied)', async () => {
+    // The index as the sync sees it, counting the reads of every committed identity of a source.
+    let fullReads = 0;
+    const index = new Proxy(t.index, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target) as unknown;
+        if (prop === 'committedIdentities') fullReads++;
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const sync = (source: Source) =>
+      syncSource({ ...t.deps, index }, source, { deadline: Date.now() + 120_000, leaseTtlMs: 30_000 });
+    const reads = async (source: Source) => {
+      fullReads = 0;
+      const report = await sync(source);
+      return { fetched: report.fetched, outcome: report.outcome, fullReads };
+    };
+
+    const kept = lab.createUser();
+    for (const m of bulkCorpus(6, 41, { maxBytes: 10_000 })) lab.deliver(kept, m.raw);
+    const keep = t.source(kept, 'pop3');
+    expect(await reads(keep)).toEqual({ fetched: 6, outcome: 'ok', fullReads: 1 });
+    expect(await reads(keep)).toEqual({ fetched: 0, outcome: 'ok', fullReads: 0 });
+    lab.deliver(kept, bulkCorpus(1, 42, { maxBytes: 10_000 })[0]!.raw);
+    expect(await reads(keep)).toEqual({ fetched: 1, outcome: 'ok', fullReads: 1 });
+    expect(await reads(keep)).toEqual({ fetched: 0, outcome: 'ok', fullReads: 0 });
+    expect(await t.stored(keep.id)).toHaveLength(7);
+
+    const emptied = lab.createUser();
+    for (const m of bulkCorpus(3, 43, { maxBytes: 10_000 })) lab.deliver(emptied, m.raw);
+    const drain = t.source(emptied, 'pop3', 'implicit', { retention: { mode: 'delete-on-retrieve' } });
+    expect(await reads(drain)).toEqual({ fetched: 3, outcome: 'ok', fullReads: 1 });
+    expect((await served(emptied)).size).toBe(0);
+    // The listing changed (emptied by the policy): read once more, then not again while it stays empty.
+    expect(await reads(drain)).toEqual({ fetched: 0, outcome: 'ok', fullReads: 1 });
+    expect(await reads(drain)).toEqual({ fetched: 0, outcome: 'ok', fullReads: 0 });
+    lab.deliver(emptied, bulkCorpus(1, 44, { maxBytes: 10_000 })[0]!.raw);
+    expect(await reads(drain)).toEqual({ fetched: 1, outcome: 'ok', fullReads: 1 });
+    expect(await t.stored(drain.id)).toHaveLength(4);
   });
 
   it('reports busy for a second concurrent sync and duplicates nothing', async () => {
