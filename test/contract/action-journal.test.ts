@@ -135,10 +135,13 @@ describe.each(implementations)('ActionJournal on $name', (impl) => {
     otherSha.object = { ...otherSha.object, sha256: newSha() };
     expect(await index().evict(l, audit(m2, 'evict', T0, 4), T0)).toBe('evicted');
     const evicted = audit(m2, 'delete-upstream', T0, 5);
+    // The same target as `ok`, begun in the same call, but recording another sha256.
+    const twinOtherSha = audit(m1, 'delete-upstream', T0, 6);
+    twinOtherSha.object = { ...twinOtherSha.object, sha256: newSha() };
     const trailBefore = await all(index().auditTrail(l.sourceId));
     const pendingBefore = await index().pendingActions(l.sourceId);
 
-    for (const bad of [missing, otherSha, evicted]) {
+    for (const bad of [missing, otherSha, evicted, twinOtherSha]) {
       const begun = index().beginActions(l, [ok, bad]);
       await expect(begun).rejects.toThrow();
       await expect(begun).rejects.not.toBeInstanceOf(LeaseLostError);

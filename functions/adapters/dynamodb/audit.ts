@@ -1,3 +1,4 @@
+import { StorageError } from '../../core/errors';
 import type { AuditRecord } from '../../core/model';
 import type { ActionJournal, Lease } from '../../core/ports';
 import { chunks } from '../common/chunks';
@@ -10,6 +11,19 @@ export class DynamoActionJournal implements ActionJournal {
 
   async beginActions(lease: Lease, records: AuditRecord[]): Promise<void> {
     const pk = keys.sourcePk(lease.sourceId);
+    // A transaction checks an item once, so a target's second delete in one call is not checked by DynamoDB: it
+    // must record the same sha256 as the first, or nothing is begun (as a failed check would leave it).
+    const shaOf = new Map<string, string>();
+    for (const record of records) {
+      if (record.action !== 'delete-upstream') continue;
+      const seen = shaOf.get(record.target);
+      if (seen !== undefined && seen !== record.object.sha256) {
+        throw new StorageError(
+          `audit intent refused for source ${lease.sourceId}: ${record.target} is named twice with different sha256 (${seen}, ${record.object.sha256})`,
+        );
+      }
+      shaOf.set(record.target, record.object.sha256);
+    }
     // Up to three items a record (intent, pending marker, the check of its stored item), plus the lease check.
     for (const batch of chunks(records, Math.floor((TRANSACT_MAX - 1) / 3))) {
       const checked = new Set<string>();
