@@ -68,6 +68,8 @@ export interface LocalAwsOptions {
   purpose?: string;
   /** Aborting stops a wait for the folder or the start, with an InterruptedError. */
   signal?: AbortSignal;
+  /** Called when DynamoDB Local or s3rver exits after the start, before stop(): with how it ended and its stderr. */
+  onServerExit?: (message: string) => void;
 }
 
 /** The data folder is owned by another command (after `waitMs`). */
@@ -169,8 +171,10 @@ export async function startLocalAws(options: LocalAwsOptions): Promise<LocalAws>
   const groupGone = new Promise<void>((resolve) => group.once('exit', () => resolve()));
 
   let running = false;
+  let stopping = false;
   let owner: FolderOwner | undefined;
   const stop = async () => {
+    stopping = true;
     // Marked, not removed: removed before the lock is released, a waiting command would see no owner meanwhile;
     // after, it could remove the next owner's record. The next owner writes its own over it.
     if (owner && dataDir) writeOwner(dataDir, { ...owner, stopping: true });
@@ -217,8 +221,14 @@ export async function startLocalAws(options: LocalAwsOptions): Promise<LocalAws>
     } catch {
       return;
     }
-    if (event.event === 'exit' && event.name) exits.set(event.name, event);
-    else events.get(event.event)?.(event);
+    if (event.event === 'exit' && event.name) {
+      exits.set(event.name, event);
+      if (running && !stopping) {
+        options.onServerExit?.(
+          `${event.name === 's3' ? 's3rver' : 'DynamoDB Local'} exited while in use (code ${event.code ?? event.signal})${event.stderr ? `: ${event.stderr.trim()}` : ''}`,
+        );
+      }
+    } else events.get(event.event)?.(event);
   });
   const locked = next('locked');
   const started = next('started');

@@ -19,7 +19,12 @@ export default async function globalSetup(): Promise<void> {
   const courierNeedsRoot = process.getuid?.() !== 0;
   const [dovecot, aws, courier] = await Promise.all([
     startDovecot(path.join(scratch, 'dovecot')),
-    startLocalAws({ bucket: 'tributary-test-raw', s3Dir: path.join(scratch, 's3') }),
+    startLocalAws({
+      bucket: 'tributary-test-raw',
+      s3Dir: path.join(scratch, 's3'),
+      // Every test after it fails with ECONNREFUSED: say which server went and why, once, where CI shows it.
+      onServerExit: (message) => process.stderr.write(`\n[harness] ${message}\n`),
+    }),
     courierNeedsRoot ? undefined : startCourier(path.join(scratch, 'courier')),
   ]);
   const globals = globalThis as { __TRIBUTARY_HARNESS__?: unknown };
