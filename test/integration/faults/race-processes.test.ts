@@ -44,6 +44,10 @@ interface Racer {
   frozen: boolean;
   /** Its fence was superseded while it was alive. */
   overtaken: boolean;
+  /** When it took the lease, or was last considered for a freeze since. */
+  leaseAt?: number;
+  /** A freezer is on it (waiting to freeze, or frozen). */
+  freezing?: boolean;
   outcome?: string;
 }
 
@@ -91,6 +95,7 @@ describe.each(
         let takeovers = 0;
         let freezes = 0;
         const freezer = async (r: Racer) => {
+          r.freezing = true;
           // Let it work a little, then freeze it for longer than the lease lasts.
           await sleep(100 + random() * 900);
           if (r.exited) return;
@@ -99,6 +104,7 @@ describe.each(
           r.child.kill('SIGSTOP');
           await sleep(LEASE_MS * (1.3 + random()));
           r.frozen = false;
+          r.freezing = false;
           r.child.kill('SIGCONT');
         };
         const freezing: Array<Promise<void>> = [];
@@ -118,6 +124,7 @@ describe.each(
               const lease = /^lease (\d+)/.exec(line);
               if (lease) {
                 r.fence = Number(lease[1]);
+                r.leaseAt = Date.now();
                 for (const other of racers) {
                   if (other !== r && !other.exited && other.fence !== undefined && other.fence < r.fence) {
                     if (!other.overtaken) takeovers++;
@@ -164,6 +171,14 @@ describe.each(
             nextMail = Date.now() + 1000;
           }
           if (racers.filter((r) => !r.exited).length < 3) spawn();
+          // A holder the coin spared that keeps its lease long (a big fetch) gets another chance to be frozen:
+          // otherwise one long run can hold the lease through the whole race, which then takes nothing over.
+          for (const r of racers) {
+            if (r.exited || r.freezing || r.overtaken || r.leaseAt === undefined) continue;
+            if (Date.now() - r.leaseAt < 2 * LEASE_MS) continue;
+            r.leaseAt = Date.now();
+            if (random() < 0.7) freezing.push(freezer(r));
+          }
           await sleep(150 + random() * 250);
         }
         // Let every frozen process go on and every process end.
