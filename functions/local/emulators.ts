@@ -133,6 +133,7 @@ interface SupervisorEvent {
 }
 
 const SUPERVISOR = path.join(__dirname, '..', '..', 'bin', 'local-supervisor.cjs');
+const S3RVER_KEEP_FOLDERS = path.join(__dirname, '..', '..', 'bin', 's3rver-keep-folders.cjs');
 
 export async function startLocalAws(options: LocalAwsOptions): Promise<LocalAws> {
   const jarDir = dynamoDbLocalJarDir();
@@ -313,6 +314,9 @@ export async function startLocalAws(options: LocalAwsOptions): Promise<LocalAws>
         command: process.execPath,
         args: [
           '--openssl-legacy-provider',
+          // Keeps the empty folders s3rver would remove: a put racing that removal crashed it (the file says more).
+          '--require',
+          S3RVER_KEEP_FOLDERS,
           require.resolve('s3rver/bin/s3rver.js'),
           '-d',
           s3Dir,
