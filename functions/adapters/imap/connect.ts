@@ -132,7 +132,7 @@ type Run = (command: string, ...args: unknown[]) => Promise<unknown>;
  *   answer is informational; it is sent again only when the first ID got no answer at all.
  * - NAMESPACE: imapflow prefixes folder names with the personal namespace (Courier's "INBOX.") and needs its
  *   delimiter for LIST. INBOX is never prefixed, so it is asked for only before the first folder other than
- *   INBOX is named, or a LIST (NamespaceGate); a source that reads INBOX alone never asks.
+ *   INBOX is named, or a LIST (SessionGate); a source that reads INBOX alone never asks.
  * Both are intercepted at imapflow's command runner while the login is under way (imapflow 2.x calls
  * `this.run('NAMESPACE')` and `this.run('ID', ...)` from startSession); afterwards every command passes through.
  * Likewise ENABLE UTF8=ACCEPT (enableUtf8Accept) waits until a folder is first opened: a poll that STATUS shows
