@@ -10,7 +10,9 @@
  * arithmetic is bench/lib/cost-model.ts; the prices, with their sources and dates, bench/lib/prices.ts.
  *
  * Options (after `npm run cost --`): --polls N (idle polls measured per protocol, default 7), --import-messages N
- * (default 300), --out FILE (default docs/cost.md; `-` prints only).
+ * (default 300), --out FILE (default docs/cost.md; `-` prints only), --bench-figures FILE (default
+ * docs/benchmarks.json, written by `npm run bench`: its imports are priced in a section of their own; a missing file
+ * leaves a line saying so).
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -28,6 +30,7 @@ import { syncDeadline } from '../functions/core/schedule';
 import { SIZING } from '../infra/service-stack';
 import type { TestUser } from '../test/support/mail-lab';
 import { coldInit, median } from './lambda';
+import { lambdaImportEstimate, readBenchFigures, type BenchFigures } from './lib/bench-figures';
 import {
   startDynamoCounter,
   startS3Counter,
@@ -733,7 +736,107 @@ function importInputOf(
   };
 }
 
-function report(m: Measured, meta: { started: Date; seconds: number; command: string }): string {
+/** Where the figures of `npm run bench` were looked for, and what was found (undefined: no such file). */
+interface BenchInput {
+  file: string;
+  figures: BenchFigures | undefined;
+}
+
+const usdSig = (x: number) => (x === 0 ? '$0' : `$${x.toPrecision(2)}`);
+const PROTOCOL_NAME: Record<Protocol, string> = { imap: 'IMAP', pop3: 'POP3' };
+
+/**
+ * The imports of `npm run bench` (docs/benchmarks.json), priced as Lambda compute at the stack's sync memory, and
+ * set against the model of (b). A missing file is a line saying so.
+ */
+function benchImportsSection(m: Measured, bench: BenchInput, a: Assumptions): string {
+  const title = '## Imports as `npm run bench` measured them';
+  const f = bench.figures;
+  if (!f)
+    return [
+      title,
+      '',
+      `No figures: \`${bench.file}\` does not exist (run \`npm run bench\` to measure the imports of its corpora and fill this section).`,
+    ].join('\n');
+  if (!f.imports.length)
+    return [title, '', `\`${bench.file}\` lists no import (run \`npm run bench\`).`].join('\n');
+  const mb = SIZING.sync.memorySize;
+  const price = PRICES.lambdaArmGbSecond.usd;
+  const rows = f.imports.map((r) => ({ r, e: lambdaImportEstimate(r, mb) }));
+  const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+  const table = [
+    `| corpus | protocol | own CPU per 1,000 messages | duration per 1,000 on Lambda (${int(mb)} MB) | GB-s per 1,000 | Lambda compute per 1,000 | compute for 10,000 such messages |`,
+    '| --- | --- | --- | --- | --- | --- | --- |',
+    ...rows.map(({ r, e }) => {
+      const bound =
+        e.bound === 'cpu'
+          ? `CPU at ${vcpuShare(mb).toFixed(2)} vCPU`
+          : e.storeLatency
+            ? 'wall, store delayed 20 ms'
+            : 'wall, store not delayed';
+      return `| ${r.corpus} | ${PROTOCOL_NAME[r.protocol]} | ${secs((r.ownCpuMs * 1000) / r.messages)} | ${secs(e.durationPer1000Ms)} (${bound}) | ${f1(e.gbSecondsPer1000)} | ${usdSig(e.gbSecondsPer1000 * price)} | ${usdSig(10 * e.gbSecondsPer1000 * price)} |`;
+    }),
+  ].join('\n');
+  // The file's own GB-s were computed at its memory size by the same function: say so if they disagree.
+  const stale = f.imports.filter(
+    (r) =>
+      Math.abs(lambdaImportEstimate(r, f.lambdaMemoryMb).gbSecondsPer1000 - r.gbSecondsPer1000) >
+      0.01 * r.gbSecondsPer1000 + 1e-9,
+  );
+  const notes = [
+    f.lambdaMemoryMb !== mb
+      ? ` The bench took the sync function at ${int(f.lambdaMemoryMb)} MB; the stack now sets ${int(mb)} MB, which the table uses.`
+      : '',
+    stale.length
+      ? ` The file's own GB-s per 1,000 for ${stale.map((r) => `${r.corpus} ${PROTOCOL_NAME[r.protocol]}`).join(', ')} differ from this arithmetic (bench/lib/bench-figures.ts changed since the run?).`
+      : '',
+  ].join('');
+  // (b)'s model of each protocol: its CPU per message was measured on 50 KB messages, its duration is set by that
+  // CPU or by the mail server's assumed sending rate, whichever is slower.
+  const model = (protocol: Protocol) => {
+    const { usage } = importCost(importInputOf(m, protocol), a);
+    return {
+      cpuMs: m.imports[protocol].perMessage.cpuMs,
+      msPerMb: m.imports[protocol].perMessage.cpuMs / (m.imports[protocol].messageBytes / 2 ** 20),
+      gbs: (usage.gbSeconds * 1000) / IMPORT_MESSAGES,
+      transferBound: usage.transferBoundMs > usage.cpuBoundMs,
+    };
+  };
+  const models = { imap: model('imap'), pop3: model('pop3') };
+  const rate = `the ${f0(UPSTREAM_BYTES_PER_SECOND / 2 ** 20)} MB/s it assumes of the mail server`;
+  const modelBound =
+    models.imap.transferBound === models.pop3.transferBound
+      ? `both set by ${models.imap.transferBound ? rate : 'their CPU'}`
+      : `IMAP set by ${models.imap.transferBound ? rate : 'its CPU'}, POP3 by ${models.pop3.transferBound ? rate : 'its CPU'}`;
+  const x = (v: number) => `${v.toFixed(2)}x`;
+  const ratios = rows
+    .map(({ r, e }, k) => {
+      const mo = models[r.protocol];
+      const perMessage = r.ownCpuMs / r.messages;
+      const perMb = r.ownCpuMs / (r.bytes / 2 ** 20);
+      const figures = [e.gbSecondsPer1000 / mo.gbs, perMessage / mo.cpuMs, perMb / mo.msPerMb].map(x);
+      const [gbs, cpu, perMbRatio] = k
+        ? figures
+        : [`${figures[0]} those GB-s`, `${figures[1]} that CPU per message`, `${figures[2]} per MB of mail`];
+      return `${gbs}, ${cpu} and ${perMbRatio} (${r.corpus} ${PROTOCOL_NAME[r.protocol]}, ${int(r.bytes / r.messages / 1024)} KB a message)`;
+    })
+    .join('; ');
+  return [
+    title,
+    '',
+    `From \`${bench.file}\`, written by \`npm run bench\` on ${new Date(f.generated).toISOString().slice(0, 16).replace('T', ' ')} UTC at commit ${f.commit} (${f.machine}): full syncs of its corpora into an empty store, medians of its runs. Own CPU is Tributary's process (user + system, store not delayed). The duration on Lambda is the larger of the sync's in-process time with every S3 and DynamoDB request delayed 20 ms (in-region latency; without the delay where that was not measured) and its own CPU at the memory's vCPU share (${vcpuShare(mb).toFixed(2)} vCPU at ${int(mb)} MB); the mail server is on the bench's machine and sends as fast as it can. Lambda compute only, arm64 at $${price} per GB-s, free tier not applied: the requests and storage of an import are in (b).${notes}`,
+    '',
+    table,
+    '',
+    `Against (b), whose import of 10,000 messages of ${f0(m.imports.imap.messageBytes / 1024)} KB comes to ${f1(models.imap.gbs)} GB-s per 1,000 over IMAP and ${f1(models.pop3.gbs)} over POP3 (${modelBound}) from a CPU per message measured here of ${f1(models.imap.cpuMs)} ms and ${f1(models.pop3.cpuMs)} ms, the bench's imports take ${ratios}.`,
+  ].join('\n');
+}
+
+function report(
+  m: Measured,
+  meta: { started: Date; seconds: number; command: string },
+  bench: BenchInput,
+): string {
   const a: Assumptions = DEFAULT_ASSUMPTIONS;
   const idle = idleCost(idleInputOf(m), a);
   const idleTotal = total(idle.items);
@@ -1008,6 +1111,8 @@ function report(m: Measured, meta: { started: Date; seconds: number; command: st
     '',
     itemsTable(imp.storage, 'a month'),
     '',
+    benchImportsSection(m, bench, a),
+    '',
     '## Sensitivity',
     '',
     'The idle scenario with one thing changed (everything else as measured):',
@@ -1047,8 +1152,14 @@ async function main(): Promise<void> {
       polls: { type: 'string', default: '7' },
       'import-messages': { type: 'string', default: '300' },
       out: { type: 'string', default: path.join('docs', 'cost.md') },
+      'bench-figures': { type: 'string', default: path.join('docs', 'benchmarks.json') },
     },
   });
+  // Read before measuring: a file that is there but not valid stops the run at once, naming the file.
+  const bench: BenchInput = {
+    file: values['bench-figures'],
+    figures: readBenchFigures(values['bench-figures']),
+  };
   const polls = Number(values.polls);
   const importMessages = Number(values['import-messages']);
   const started = new Date();
@@ -1169,7 +1280,7 @@ async function main(): Promise<void> {
     };
     const seconds = (Date.now() - started.getTime()) / 1000;
     const command = `npm run cost${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
-    const text = report(measured, { started, seconds, command });
+    const text = report(measured, { started, seconds, command }, bench);
     const summary = text.slice(text.indexOf('## Targets'), text.indexOf('## Method'));
     console.log(`\n${summary}`);
     if (values.out !== '-') {

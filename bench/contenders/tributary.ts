@@ -34,11 +34,21 @@ function writeConfig(file: string, store: object, upstream: Upstream, protocol: 
  * DynamoDB item with its counters (DynamoDB Local), the checkpoint saved, the lease taken and released. Run as
  * the CLI's esbuild bundle (`tributary sync --json`), one source, `retention: keep`.
  */
-export function tributaryContender(lab: Lab, protocol: 'imap' | 'pop3', nodeFlags: string[] = []): Contender {
+export function tributaryContender(
+  lab: Lab,
+  protocol: 'imap' | 'pop3',
+  options: {
+    nodeFlags?: string[];
+    /** Reach DynamoDB and S3 through these endpoints (the bench's delaying proxies) instead of the stand-ins'. */
+    storeEndpoints?: { dynamodb: string; s3: string; label: string };
+  } = {},
+): Contender {
   const stores = new Map<string, FreshStore>();
   const configFile = (workDir: string) => path.join(workDir, 'tributary.config.json');
+  const nodeFlags = options.nodeFlags ?? [];
+  const endpoints = options.storeEndpoints;
   return {
-    name: `Tributary ${protocol.toUpperCase()}`,
+    name: `Tributary ${protocol.toUpperCase()}${endpoints ? ` (${endpoints.label})` : ''}`,
     protocol,
     unavailable: async () => undefined,
     version: () => tributaryVersion(''),
@@ -57,6 +67,9 @@ export function tributaryContender(lab: Lab, protocol: 'imap' | 'pop3', nodeFlag
       );
       const command = lab.tributary(['sync', '--json', '--config', configFile(workDir)], {
         ...store.env,
+        ...(endpoints
+          ? { AWS_ENDPOINT_URL_DYNAMODB: endpoints.dynamodb, AWS_ENDPOINT_URL_S3: endpoints.s3 }
+          : {}),
         BENCH_TRIBUTARY_PASSWORD: upstream.password,
       });
       command.args.unshift(...nodeFlags);
@@ -75,7 +88,11 @@ export function tributaryContender(lab: Lab, protocol: 'imap' | 'pop3', nodeFlag
  * into place, synchronous=FULL), as `npm start` and `tributary sync` run on one machine. Beside mbsync and mpop,
  * which also write local files: the local-mode row of the performance targets.
  */
-export function tributaryLocalContender(lab: Lab, protocol: 'imap' | 'pop3'): Contender {
+export function tributaryLocalContender(
+  lab: Lab,
+  protocol: 'imap' | 'pop3',
+  nodeFlags: string[] = [],
+): Contender {
   const dataDir = (workDir: string) => path.join(workDir, 'data');
   const configFile = (workDir: string) => path.join(workDir, 'tributary.config.json');
   return {
@@ -89,11 +106,11 @@ export function tributaryLocalContender(lab: Lab, protocol: 'imap' | 'pop3'): Co
     },
     command(upstream: Upstream, workDir: string) {
       writeConfig(configFile(workDir), { mode: 'local', dataDir: dataDir(workDir) }, upstream, protocol);
-      return Promise.resolve(
-        lab.tributary(['sync', '--json', '--config', configFile(workDir)], {
-          BENCH_TRIBUTARY_PASSWORD: upstream.password,
-        }),
-      );
+      const command = lab.tributary(['sync', '--json', '--config', configFile(workDir)], {
+        BENCH_TRIBUTARY_PASSWORD: upstream.password,
+      });
+      command.args.unshift(...nodeFlags);
+      return Promise.resolve(command);
     },
     async delivered(workDir) {
       if (!fs.existsSync(path.join(dataDir(workDir), 'index.sqlite'))) return { messages: 0, bytes: 0 };

@@ -39,3 +39,14 @@ export function describeCorpus(sizes: number[]): BenchCorpusStats {
   }
   return stats;
 }
+
+/**
+ * The second mailbox (performance issue, target 2): only small text/HTML messages of 2-20 KB, no attachment, about
+ * 11 KB each on average. Where the per-message costs show: one store request, one parse, one index write each.
+ */
+export function* smallCorpus(count: number, seed: number): Generator<Buffer> {
+  for (let i = 0; i < count; i++) {
+    const [message] = bulkCorpus(1, Random.for(seed, `small-${i}`).uint32(), { attachmentRatio: 0 });
+    yield message!.raw;
+  }
+}

@@ -59,6 +59,8 @@ export async function bundle(entry: string, outfile: string, footer?: string): P
     // A native module: loaded from the project's node_modules at run time (NODE_PATH), never bundled.
     external: ['better-sqlite3'],
     logLevel: 'error',
+    // A .map beside the bundle (no comment in it: node does not load it), for `npm run bench -- --profile`.
+    sourcemap: 'external',
     ...(footer ? { footer: { js: footer } } : {}),
   });
   return outfile;
