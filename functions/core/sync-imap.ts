@@ -99,6 +99,26 @@ export async function syncImapFolder(
     await run.deps.index.saveFolderState(run.lease, next);
   };
 
+  // The periodic checkpoint is written in the background, one write at a time, so the download does not wait for
+  // the store (the write queues behind the commits in flight). Each write takes the checkpoint as it stands when
+  // it starts, which only ever covers committed UIDs; the first failure stops the fetch at its next message.
+  let periodic: Promise<void> = Promise.resolve();
+  let periodicQueued = false;
+  let periodicFailure: { error: unknown } | undefined;
+  const saveInBackground = (uidNext: number) => {
+    if (periodicQueued) return; // the write already waiting will take the newer checkpoint
+    periodicQueued = true;
+    periodic = periodic.then(async () => {
+      periodicQueued = false;
+      if (periodicFailure) return;
+      try {
+        await save(uidNext);
+      } catch (error) {
+        periodicFailure = { error };
+      }
+    });
+  };
+
   // During a rematch each message is matched against the store before the next: two twins in flight at once
   // could both claim the same stored copy.
   const pipeline = run.commits.pipeline(rematching);
@@ -119,10 +139,11 @@ export async function syncImapFolder(
   try {
     await session.fetchBodies(todo, async (uid, size, body) => {
       if (!run.budgetLeft()) throw new BudgetSpent();
+      if (periodicFailure) throw periodicFailure.error;
       await run.commits.handOff(pipeline, size, body, (bytes, held) => handle(uid, size, bytes, held));
       if (++sinceSave >= every) {
         sinceSave = 0;
-        await save(state?.uidNext ?? 1);
+        saveInBackground(state?.uidNext ?? 1);
       }
     });
     finished = true;
@@ -131,6 +152,8 @@ export async function syncImapFolder(
   }
   // What is in flight commits (or fails) before the checkpoint is saved over it.
   const jobFailure = await pipeline.settle();
+  await periodic;
+  if (periodicFailure && !failure) failure = periodicFailure;
   if (jobFailure && (!failure || failure.error instanceof BudgetSpent)) failure = jobFailure;
   if (failure && !(failure.error instanceof BudgetSpent)) {
     await save(state?.uidValidity === status.uidValidity ? state.uidNext : 1).catch(() => undefined);

@@ -103,6 +103,28 @@ describe.each(implementations)('MessageCommits on $name', (impl) => {
     expect(new Set([...copies.values()].map((c) => c.key)).size).toBe(1);
   });
 
+  it("commits twins that wait behind each other's commit (a read ahead made stale): one copy, 'shared'", async () => {
+    const l = await lease();
+    const sha = newSha();
+    // Each next message is asked for while the one before commits: it waits behind it, and what an index may read
+    // ahead for it (its bytes' registration) is taken before the one before registered the same bytes.
+    const twins = Array.from({ length: 4 }, (_, i) =>
+      record(l.sourceId, i + 1, { sha, size: 300, folder: `F${i}` }),
+    );
+    const outcomes: Array<Promise<string>> = [];
+    for (const twin of twins) {
+      outcomes.push(index().commitMessage(l, twin));
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    expect(await Promise.all(outcomes)).toEqual(['committed', 'shared', 'shared', 'shared']);
+    expect(await index().inboxUsage(l.sourceId)).toEqual({ messages: 4, bytes: 1200 });
+    const copies = await index().lookup(
+      l.sourceId,
+      twins.map((t) => t.identity),
+    );
+    expect(new Set([...copies.values()].map((c) => c.key))).toEqual(new Set([twins[0]!.object.key]));
+  });
+
   it('commits many concurrent messages of one source with exact counters, each once', async () => {
     const l = await lease();
     const records = Array.from({ length: 60 }, (_, i) => record(l.sourceId, i + 1, { size: 1000 + i }));

@@ -33,6 +33,12 @@ const MESSAGE_ITEMS = 3;
 interface PendingCommit {
   lease: Lease;
   record: MessageRecord;
+  /**
+   * The content registry items of this message's bytes, read while the group before it committed (undefined when
+   * that read failed: it is read again). Possibly stale by the time it is used: the transaction's conditions on
+   * the registry catch that, and the message is tried again with a fresh read.
+   */
+  registry?: Promise<Map<string, Item> | undefined>;
 }
 
 /**
@@ -47,7 +53,7 @@ export class DynamoMessageCommits implements MessageCommits {
     this.commits = new GroupCommitter<PendingCommit, CommitOutcome>(
       table.queue,
       COMMIT_GROUP_MAX,
-      (entries) => this.commitGroup(entries),
+      (entries, upcoming) => this.commitGroup(entries, upcoming),
     );
   }
 
@@ -97,7 +103,10 @@ export class DynamoMessageCommits implements MessageCommits {
    * lease check. A message found already committed drops out and the rest are tried again, so the counters count
    * each message once.
    */
-  private async commitGroup(entries: PendingCommit[]): Promise<Array<CommitOutcome | Error>> {
+  private async commitGroup(
+    entries: PendingCommit[],
+    upcoming: () => PendingCommit[],
+  ): Promise<Array<CommitOutcome | Error>> {
     const outcomes = new Array<CommitOutcome | Error>(entries.length);
     // Entries of one source under different leases (a stale holder and its successor in the same process) are
     // never mixed: each lease's entries go in transactions of their own, each checking its own fence.
@@ -107,9 +116,34 @@ export class DynamoMessageCommits implements MessageCommits {
       byLease.set(at, [...(byLease.get(at) ?? []), i]);
     });
     for (const members of byLease.values()) {
-      await this.commitLeaseGroup(entries, members, outcomes);
+      await this.commitLeaseGroup(entries, members, outcomes, upcoming);
     }
     return outcomes;
+  }
+
+  /**
+   * Starts one read of the registry items of the entries that will commit next and have none under way, so that
+   * it overlaps this group's transaction instead of adding a round trip before theirs. Never fails: a failed read
+   * leaves `undefined`, and the entry's group reads again.
+   */
+  private prefetchRegistries(next: PendingCommit[]): void {
+    const need = next.filter((e) => !e.registry);
+    if (!need.length) return;
+    const read = this.registries([...new Set(need.map((e) => e.record.object.sha256))]).catch(
+      () => undefined,
+    );
+    for (const e of need) e.registry = read;
+  }
+
+  /** The registry items read ahead for all of `group`, or undefined when any of them has none. */
+  private async prefetched(group: PendingCommit[]): Promise<Map<string, Item> | undefined> {
+    if (group.some((e) => e.registry === undefined)) return undefined;
+    const merged = new Map<string, Item>();
+    for (const read of await Promise.all(group.map((e) => e.registry!))) {
+      if (!read) return undefined;
+      for (const [sha256, item] of read) merged.set(sha256, item);
+    }
+    return merged;
   }
 
   /**
@@ -122,8 +156,10 @@ export class DynamoMessageCommits implements MessageCommits {
     entries: PendingCommit[],
     live: number[],
     outcomes: Array<CommitOutcome | Error>,
+    upcoming: () => PendingCommit[],
   ): Promise<void> {
     const lease = entries[live[0]!]!.lease;
+    let readAhead = true;
     for (let conflicts = 0, refusals = 0; live.length > 0;) {
       const round: number[] = [];
       const contents = new Set<string>();
@@ -133,7 +169,12 @@ export class DynamoMessageCommits implements MessageCommits {
         contents.add(sha256);
         round.push(i);
       }
-      const registries = await this.registries([...contents]);
+      // The first round takes the registry items read ahead while the previous group committed; a later round
+      // (after a refusal or a conflict) reads them again.
+      const ahead = readAhead ? await this.prefetched(round.map((i) => entries[i]!)) : undefined;
+      const usedAhead = ahead !== undefined;
+      readAhead = false;
+      const registries = ahead ?? (await this.registries([...contents]));
       const plans = round.map((i) => {
         const record = entries[i]!.record;
         return this.messageItems(record, registries.get(record.object.sha256));
@@ -155,7 +196,9 @@ export class DynamoMessageCommits implements MessageCommits {
         this.table.leaseCheck(lease),
       ];
       try {
-        await this.table.db.send(new TransactWriteCommand({ TransactItems: items }));
+        const sent = this.table.db.send(new TransactWriteCommand({ TransactItems: items }));
+        this.prefetchRegistries(upcoming());
+        await sent;
         round.forEach((i, k) => (outcomes[i] = plans[k]!.outcome));
         live = live.filter((i) => !round.includes(i));
         continue;
@@ -172,7 +215,12 @@ export class DynamoMessageCommits implements MessageCommits {
           live = live.filter((i) => !exists.includes(i));
           continue;
         }
-        if (round.some((_, k) => failed(MESSAGE_ITEMS * k + 2)) && refusals++ < REGISTRY_RETRIES) continue;
+        // A registry read ahead may be stale (a twin committed by the group before): that refusal is not counted.
+        if (
+          round.some((_, k) => failed(MESSAGE_ITEMS * k + 2)) &&
+          (usedAhead || refusals++ < REGISTRY_RETRIES)
+        )
+          continue;
         if (isConflict(err) && conflicts < CONFLICT_RETRIES) {
           await sleep(conflictDelayMs(conflicts++));
           continue;

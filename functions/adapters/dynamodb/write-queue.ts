@@ -30,8 +30,11 @@ export class GroupCommitter<E, R> {
   constructor(
     private readonly queue: KeyedSerialQueue,
     private readonly groupMax: number,
-    /** Commits one group; returns one outcome per entry, in order (an Error rejects that entry's promise). */
-    private readonly commitGroup: (entries: E[]) => Promise<Array<R | Error>>,
+    /**
+     * Commits one group; returns one outcome per entry, in order (an Error rejects that entry's promise).
+     * `upcoming` lists the entries that will commit after this group, in order (for reads to start early).
+     */
+    private readonly commitGroup: (entries: E[], upcoming: () => E[]) => Promise<Array<R | Error>>,
   ) {}
 
   add(key: string, entry: E): Promise<R> {
@@ -53,7 +56,12 @@ export class GroupCommitter<E, R> {
       const group = list.slice(i, i + this.groupMax);
       let outcomes: Array<R | Error>;
       try {
-        outcomes = await this.commitGroup(group.map((w) => w.entry));
+        const upcoming = () =>
+          [...list.slice(i + this.groupMax), ...(this.waiting.get(key) ?? [])].map((w) => w.entry);
+        outcomes = await this.commitGroup(
+          group.map((w) => w.entry),
+          upcoming,
+        );
       } catch (err) {
         outcomes = group.map(() => (err instanceof Error ? err : new Error(String(err))));
       }
