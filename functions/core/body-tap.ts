@@ -16,7 +16,14 @@ export class BodyTap {
   size = 0;
   finished = false;
 
-  constructor(private readonly keepBytes: number) {}
+  /**
+   * `owned`: the chunks are this run's own buffers, never written to again (a body already collected in memory):
+   * the tap keeps views of them instead of copies. Otherwise it copies what it keeps, whoever wrote the chunks.
+   */
+  constructor(
+    private readonly keepBytes: number,
+    private readonly owned = false,
+  ) {}
 
   async *wrap(body: Bytes): Bytes {
     for await (const chunk of body) {
@@ -32,7 +39,7 @@ export class BodyTap {
       this.exact.update(buf);
       if (this.keptBytes < this.keepBytes) {
         const part = buf.subarray(0, this.keepBytes - this.keptBytes);
-        this.kept.push(Buffer.from(part));
+        this.kept.push(this.owned ? part : Buffer.from(part));
         this.keptBytes += part.length;
       }
       yield buf;
@@ -46,7 +53,8 @@ export class BodyTap {
   }
 
   head(): Buffer {
-    return Buffer.concat(this.kept);
+    // One piece (a body in memory, or a message in one chunk) is returned as it is: Buffer.concat always copies.
+    return this.kept.length === 1 ? this.kept[0]! : Buffer.concat(this.kept);
   }
 
   digests(): { sha256: string; contentSha256: string } {

@@ -14,7 +14,7 @@ export function rawObjectKey(sourceId: string, identity: string): string {
 const HEADER_KEEP_BYTES = 1024 * 1024;
 
 /** Messages stored and committed at once while the next ones download, and the bytes they may hold. */
-const PIPELINE_JOBS = 16;
+const PIPELINE_JOBS = 32;
 const PIPELINE_BYTES = 48 * 1024 * 1024;
 /** Thrown inside a fetch loop to stop it when the time budget is spent. */
 export class BudgetSpent extends Error {}
@@ -76,7 +76,11 @@ export class CommitPipeline {
     // Keep the whole message for the parser only when the server says it is small enough; of a bigger one keep
     // just enough for its header block. A server that under-announces still only costs the parse limit.
     const parseLimit = this.run.options.parseLimitBytes ?? 8 * 1024 * 1024;
-    const tap = new BodyTap(announcedSize <= parseLimit ? parseLimit : HEADER_KEEP_BYTES);
+    // A body in memory (handOff collected it) is ours: the tap keeps a view of it, not a copy.
+    const tap = new BodyTap(
+      announcedSize <= parseLimit ? parseLimit : HEADER_KEEP_BYTES,
+      inMemoryBytes !== undefined,
+    );
     if (inMemoryBytes === undefined) {
       await this.run.deps.store.put(key, tap.wrap(body), {});
     } else {

@@ -54,6 +54,9 @@ async function syncDir(dir: string): Promise<void> {
  * the size alone, which the port allows), never a sha256 of other bytes.
  */
 export class FileRawMailStore implements RawMailStore {
+  /** Folders this store made or found, so a put does not mkdir every segment again (one per source, mostly). */
+  private readonly folders = new Set<string>();
+
   constructor(readonly root: string) {}
 
   async put(key: string, body: Bytes, info: { sha256?: string; size?: number }): Promise<void> {
@@ -66,7 +69,17 @@ export class FileRawMailStore implements RawMailStore {
     );
     let handle: fs.promises.FileHandle | undefined;
     try {
-      handle = await this.fs(`create ${key}`, () => fs.promises.open(temp, 'wx', 0o600));
+      handle = await this.fs(`create ${key}`, async () => {
+        try {
+          return await fs.promises.open(temp, 'wx', 0o600);
+        } catch (err) {
+          // The folder went since this store saw it (removed by hand): make it again, once.
+          if (errno(err) !== 'ENOENT') throw err;
+          this.folders.clear();
+          await this.ensureDir(dir);
+          return await fs.promises.open(temp, 'wx', 0o600);
+        }
+      });
       const hash = createHash('sha256');
       let size = 0;
       // Errors of the body (the upstream connection, the time budget) are not storage failures: they pass as
@@ -155,6 +168,7 @@ export class FileRawMailStore implements RawMailStore {
 
   /** Creates the folders of a key 0700, one by one, fsyncing each parent that got a new entry. */
   private async ensureDir(dir: string): Promise<void> {
+    if (this.folders.has(dir)) return;
     const relative = path.relative(this.root, dir);
     let at = this.root;
     for (const segment of ['', ...relative.split(path.sep).filter(Boolean)]) {
@@ -172,6 +186,7 @@ export class FileRawMailStore implements RawMailStore {
       });
       if (created) await this.fs(`create the folder ${current}`, () => syncDir(path.dirname(current)));
     }
+    this.folders.add(dir);
   }
 
   private async fs<T>(what: string, call: () => Promise<T>): Promise<T> {

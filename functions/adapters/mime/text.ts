@@ -197,8 +197,16 @@ export function cut(text: string, max: number): string {
 
 /** One line of text for a listing: invisibles removed, whitespace and controls collapsed, at most `max` chars. */
 export function snippetOf(text: string, max: number, scanChars: number): string {
-  const head = text.length > scanChars ? text.slice(0, scanChars) : text;
-  return cut(repairC1(head).replace(INVISIBLE, '').replace(BLANKS, ' ').trim(), max).trimEnd();
+  const limit = Math.min(text.length, scanChars);
+  // The first `max` characters of the cleaned text depend only on a prefix of it: clean a growing prefix (most
+  // text needs one small one) instead of all `scanChars`. Once the cleaned prefix holds max + 2 characters, the
+  // rest cannot change its first max (a blank run across the cut is one space after them; a surrogate pair cut in
+  // two is the last character, past them).
+  for (let window = Math.max(256, max * 4); ; window *= 4) {
+    const end = Math.min(window, limit);
+    const cleaned = repairC1(text.slice(0, end)).replace(INVISIBLE, '').replace(BLANKS, ' ').trim();
+    if (end === limit || cleaned.length >= max + 2) return cut(cleaned, max).trimEnd();
+  }
 }
 
 /**

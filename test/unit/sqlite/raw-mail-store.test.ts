@@ -86,6 +86,17 @@ describe('FileRawMailStore', () => {
     },
   );
 
+  it('makes a folder again when it was removed by hand after the store saw it', async () => {
+    const root = path.join(dataDir(), 'mail');
+    const store = new FileRawMailStore(root);
+    await store.put(KEY, bytesOf('first'), {});
+    fs.rmSync(path.join(root, 'raw'), { recursive: true });
+    const other = `raw/src-1/${'b2'.repeat(20)}.eml`;
+    await store.put(other, bytesOf('second'), { sha256: sha('second') });
+    expect(await collect(await store.get(other))).toBe('second');
+    expect(mode(path.join(root, 'raw', 'src-1'))).toBe(0o700);
+  });
+
   it('passes a failing body on as it is and leaves no file behind', async () => {
     const root = path.join(dataDir(), 'mail');
     const store = new FileRawMailStore(root);
