@@ -13,7 +13,6 @@
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ceilingContenders } from './contenders/ceilings';
@@ -27,6 +26,7 @@ import { startLab, type Lab } from './lib/lab';
 import { BENCH_QUEUE_URL, BENCH_SECRETS_PREFIX } from './lib/lambda-host';
 import { startLatencyProxy, type LatencyProxy } from './lib/latency-proxy';
 import { cpuMsOf, measure } from './lib/measure';
+import { commitOf, machine } from './lib/run-info';
 import type { Contender, Measurement, Upstream } from './lib/types';
 import { benchMemory, type MemoryFigures } from './memory';
 import { benchNoop, type NoopFigures } from './noop';
@@ -299,31 +299,11 @@ async function main(): Promise<void> {
       }
       const first = network === plan.networks[0];
       const rounds = network === '20ms' && values['runs-20ms'] ? Number(values['runs-20ms']) : runs;
-      for (const a of first ? active : [])
-        await runContender(
-          a.contender,
-          upstream,
-          a.workDir,
-          plan.stats,
-          a.result,
-          false,
-          counting,
-          lab.aws.pids,
-        );
+      const once = (a: (typeof active)[number], record: boolean) =>
+        runContender(a.contender, upstream, a.workDir, plan.stats, a.result, record, counting, lab.aws.pids);
+      for (const a of first ? active : []) await once(a, false);
       for (let round = 0; round < rounds; round++) {
-        for (let i = 0; i < active.length; i++) {
-          const a = active[(i + round) % active.length]!;
-          await runContender(
-            a.contender,
-            upstream,
-            a.workDir,
-            plan.stats,
-            a.result,
-            true,
-            counting,
-            lab.aws.pids,
-          );
-        }
+        for (let i = 0; i < active.length; i++) await once(active[(i + round) % active.length]!, true);
       }
     }
   };
@@ -439,7 +419,7 @@ async function main(): Promise<void> {
       stats,
       smallStats,
       noop,
-      commit: commitOf(),
+      commit: commitLabel(),
       runs,
       results,
       memory,
@@ -486,6 +466,12 @@ function summarize(r: ContenderResult, stats: BenchCorpusStats) {
 }
 
 const fixed = (x: number, digits: number) => (Number.isFinite(x) ? x.toFixed(digits) : '-');
+
+/** The commit of the run, "+dirty" when tracked files had changes. */
+function commitLabel(): string {
+  const c = commitOf();
+  return c ? `${c.head}${c.dirty ? '+dirty' : ''}` : 'unknown';
+}
 
 const statsOf = (report: Report, r: ContenderResult): BenchCorpusStats =>
   r.corpus === 'small' && report.smallStats ? report.smallStats : report.stats;
@@ -731,24 +717,6 @@ function otherTables(report: Report): string {
     );
   }
   return out.join('\n');
-}
-
-/** The commit the run measured, "+dirty" when the work tree had changes. */
-function commitOf(): string {
-  try {
-    const head = execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], {
-      encoding: 'utf8',
-    }).trim();
-    return dirty ? `${head}+dirty` : head;
-  } catch {
-    return 'unknown';
-  }
-}
-
-function machine(): string {
-  const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
-  return `${os.cpus().length} x ${cpu}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Linux ${os.release()}, node ${process.version}`;
 }
 
 function versions(report: Report): string {
