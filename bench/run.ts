@@ -23,7 +23,7 @@ import { benchLambda, lambdaTable, type LambdaFigures } from './lambda';
 import { benchCorpus, describeCorpus, smallCorpus, type BenchCorpusStats } from './lib/corpus';
 import { ensurePeerTools } from './lib/install';
 import { startLab, type Lab } from './lib/lab';
-import { BENCH_QUEUE_URL, BENCH_SECRETS_PREFIX } from './lib/lambda-host';
+import { BENCH_QUEUE_URL, BENCH_SECRETS_PREFIX, BENCH_WEB_ENV } from './lib/lambda-host';
 import { startLatencyProxy, type LatencyProxy } from './lib/latency-proxy';
 import { cpuMsOf, measure } from './lib/measure';
 import { commitOf, machine } from './lib/run-info';
@@ -67,6 +67,8 @@ interface Report {
   stats: BenchCorpusStats;
   smallStats?: BenchCorpusStats;
   noop: NoopFigures[];
+  /** Stages (inbox, lambda) that threw: named under the targets, and the bench exits 1. */
+  stageFailures: string[];
   commit: string;
   runs: number;
   results: ContenderResult[];
@@ -223,6 +225,7 @@ async function main(): Promise<void> {
   let stats: BenchCorpusStats = { messages: 0, bytes: 0, small: 0, attachments: 0, big: 0 };
   let smallStats: BenchCorpusStats | undefined;
   const noop: NoopFigures[] = [];
+  const stageFailures: string[] = [];
   const wanted = values.only?.toLowerCase().split(',');
   /**
    * Every contender on one mailbox, network by network: a warm-up of each on the first network (the server's caches
@@ -384,28 +387,44 @@ async function main(): Promise<void> {
         );
       }
     }
+    // A stage that fails is reported with the figures of the others, not lost with them (a Lambda stage that threw
+    // once took an hour of sync figures down with it).
+    const stage = async (name: string, run: () => Promise<void>) => {
+      try {
+        await run();
+      } catch (err) {
+        const why = err instanceof Error ? err.message : String(err);
+        stageFailures.push(`${name}: ${why.split('\n')[0]!.slice(0, 300)}`);
+        console.error(`[bench] ${name} failed:`, err);
+      }
+    };
     if (!skip.has('inbox')) {
-      inbox = await benchInbox(lab, {
-        messages: Number(values['inbox-messages']),
-        reps: 50,
-        log: (line) => console.log(`[bench] inbox: ${line}`),
+      await stage('inbox', async () => {
+        inbox = await benchInbox(lab, {
+          messages: Number(values['inbox-messages']),
+          reps: 50,
+          log: (line) => console.log(`[bench] inbox: ${line}`),
+        });
       });
     }
     if (!skip.has('lambda')) {
-      // Each handler's bundle (the stack's esbuild options) and its cold init in a plain node process, against an
-      // empty table of the lab's DynamoDB Local.
-      const store = await lab.freshStore('lambda');
-      lambda = await benchLambda({
-        dir: lab.dir,
-        env: {
-          ...store.env,
-          TABLE_NAME: store.table,
-          BUCKET_NAME: store.bucket,
-          QUEUE_URL: BENCH_QUEUE_URL,
-          SECRETS_PREFIX: BENCH_SECRETS_PREFIX,
-        },
-        runs: 7,
-        log: (line) => console.log(`[bench] lambda ${line}`),
+      await stage('lambda', async () => {
+        // Each handler's bundle (the stack's esbuild options) and its cold init in a plain node process, against an
+        // empty table of the lab's DynamoDB Local.
+        const store = await lab.freshStore('lambda');
+        lambda = await benchLambda({
+          dir: lab.dir,
+          env: {
+            ...store.env,
+            TABLE_NAME: store.table,
+            BUCKET_NAME: store.bucket,
+            QUEUE_URL: BENCH_QUEUE_URL,
+            SECRETS_PREFIX: BENCH_SECRETS_PREFIX,
+            ...BENCH_WEB_ENV,
+          },
+          runs: 7,
+          log: (line) => console.log(`[bench] lambda ${line}`),
+        });
       });
     }
     if (values.profile) {
@@ -419,6 +438,7 @@ async function main(): Promise<void> {
       stats,
       smallStats,
       noop,
+      stageFailures,
       commit: commitLabel(),
       runs,
       results,
@@ -439,6 +459,7 @@ async function main(): Promise<void> {
       fs.writeFileSync(json, `${JSON.stringify(benchFigures(report), null, 2)}\n`);
       console.log(`[bench] written to ${values.out} and ${json}`);
     }
+    if (stageFailures.length) process.exitCode = 1;
   } finally {
     for (const p of proxies) await p.close();
     await lab.stop();
@@ -785,6 +806,14 @@ function markdownOf(report: Report, file: string): string {
     '',
     targetsTable(report),
     '',
+    ...(report.stageFailures.length
+      ? [
+          '**Stages that failed** (their figures are missing):',
+          '',
+          ...report.stageFailures.map((f) => `- ${f}`),
+          '',
+        ]
+      : []),
     '## Memory and inbox reads',
     '',
     otherTables(report),

@@ -20,6 +20,14 @@ const ROOT = path.resolve(__dirname, '../..');
 /** aws-sdk-client-mock replaces `send` on the class it imports: these stay outside the mocked bundles. */
 const MOCKED = ['@aws-sdk/client-sqs', '@aws-sdk/client-ssm'];
 export const BENCH_QUEUE_URL = 'https://sqs.us-east-1.amazonaws.com/123456789012/tributary-sync';
+/** The API function's sign-in settings (a user pool and app client of no real stack): it refuses to start without. */
+export const BENCH_WEB_ENV = {
+  USER_POOL_ISSUER: 'https://cognito-idp.us-east-1.amazonaws.com/us-east-1_BenchPool',
+  USER_POOL_CLIENT_ID: 'bench-page-client',
+  COGNITO_DOMAIN: 'https://tributary-bench.auth.us-east-1.amazoncognito.com',
+  REDIRECT_URI: 'https://api.example.com/',
+};
+
 export const BENCH_SECRETS_PREFIX = '/tributary/bench/sources/';
 
 /**
@@ -397,6 +405,13 @@ export function idleEvent(name: HandlerName): unknown {
     case 'sync':
       return sqsEvent([]);
     case 'api':
-      return httpApiEvent('GET', '/api/sources', { sub: 'bench-user', email: 'bench@example.com' });
+      return httpApiEvent('GET', '/api/sources', {
+        sub: 'bench-user',
+        email: 'bench@example.com',
+        iss: BENCH_WEB_ENV.USER_POOL_ISSUER,
+        client_id: BENCH_WEB_ENV.USER_POOL_CLIENT_ID,
+        token_use: 'access',
+        exp: String(Math.floor(Date.now() / 1000) + 3600),
+      });
   }
 }
