@@ -106,6 +106,27 @@ export class MailLab {
     return final;
   }
 
+  /**
+   * Delivers many messages as `deliver` does, owning the tree to the mail user once at the end rather than after
+   * each message (which walks the whole Maildir every time: 10,000 messages took minutes). Returns their sizes.
+   */
+  deliverMany(user: TestUser, messages: Iterable<Buffer>, folder = ''): number[] {
+    const dir = path.join(user.maildir, folder);
+    for (const sub of ['cur', 'new', 'tmp']) fs.mkdirSync(path.join(dir, sub), { recursive: true });
+    const sizes: number[] = [];
+    const written: string[] = [];
+    for (const message of messages) {
+      const now = process.hrtime.bigint();
+      const base = `${Math.floor(Date.now() / 1000)}.M${now % 1000000n}P${process.pid}Q${++counter}.tributary-test`;
+      fs.writeFileSync(path.join(dir, 'tmp', base), message);
+      written.push(base);
+      sizes.push(message.length);
+    }
+    this.chownTree(dir);
+    for (const base of written) fs.renameSync(path.join(dir, 'tmp', base), path.join(dir, 'new', base));
+    return sizes;
+  }
+
   /** An imapflow client logged in as `user` over IMAPS, trusting the harness CA. */
   async imap(user: TestUser): Promise<ImapFlow> {
     const client = imapsClient(this, user, { greetingTimeout: 10000, socketTimeout: 30000 });

@@ -54,7 +54,10 @@ async function syncDir(dir: string): Promise<void> {
  * the size alone, which the port allows), never a sha256 of other bytes.
  */
 export class FileRawMailStore implements RawMailStore {
-  /** Folders this store made or found, so a put does not mkdir every segment again (one per source, mostly). */
+  /**
+   * Folders this store made or found and whose entry it fsynced in their parent, so a put does not mkdir and fsync
+   * every segment again (one per source, mostly).
+   */
   private readonly folders = new Set<string>();
 
   constructor(readonly root: string) {}
@@ -166,27 +169,32 @@ export class FileRawMailStore implements RawMailStore {
     });
   }
 
-  /** Creates the folders of a key 0700, one by one, fsyncing each parent that got a new entry. */
+  /**
+   * Creates the folders of a key 0700, one by one, and fsyncs each one's parent, once per folder and process.
+   * The parent is fsynced also when the folder was there already: another put (of this process or another) may
+   * have made it a moment ago and still be fsyncing, and a put must not return before the folder holding its file
+   * is on disk.
+   */
   private async ensureDir(dir: string): Promise<void> {
     if (this.folders.has(dir)) return;
     const relative = path.relative(this.root, dir);
     let at = this.root;
     for (const segment of ['', ...relative.split(path.sep).filter(Boolean)]) {
       at = segment ? path.join(at, segment) : at;
+      if (this.folders.has(at)) continue;
       const current = at;
-      const created = await this.fs(`create the folder ${current}`, async () => {
+      await this.fs(`create the folder ${current}`, async () => {
         try {
           await fs.promises.mkdir(current, { mode: 0o700 });
         } catch (err) {
-          if (errno(err) === 'EEXIST') return false;
+          if (errno(err) === 'EEXIST') return;
           throw err;
         }
         await fs.promises.chmod(current, 0o700); // whatever the umask
-        return true;
       });
-      if (created) await this.fs(`create the folder ${current}`, () => syncDir(path.dirname(current)));
+      await this.fs(`create the folder ${current}`, () => syncDir(path.dirname(current)));
+      this.folders.add(current);
     }
-    this.folders.add(dir);
   }
 
   private async fs<T>(what: string, call: () => Promise<T>): Promise<T> {

@@ -97,6 +97,45 @@ describe('FileRawMailStore', () => {
     expect(mode(path.join(root, 'raw', 'src-1'))).toBe(0o700);
   });
 
+  it('returns from a put only once the new folder of its file is on disk, also when another put made the folder', async () => {
+    const root = path.join(dataDir(), 'mail');
+    const events: string[] = [];
+    const open = fs.promises.open.bind(fs.promises);
+    let held = false;
+    // Every fsync of a folder is recorded once done; the first fsync of raw/ (the entry of the new raw/src-1) is
+    // held back 300 ms, so a put that does not wait for it returns first.
+    const spy = jest.spyOn(fs.promises, 'open').mockImplementation(async (file, flags, mode) => {
+      const handle = await open(file, flags, mode);
+      const name = path.relative(root, String(file));
+      if (flags === 'r' && fs.statSync(file).isDirectory()) {
+        const sync = handle.sync.bind(handle);
+        const hold = name === 'raw' && !held;
+        held ||= hold;
+        handle.sync = async () => {
+          if (hold) await new Promise((resolve) => setTimeout(resolve, 300));
+          await sync();
+          events.push(`fsync ${name}`);
+        };
+      }
+      return handle;
+    });
+    try {
+      const store = new FileRawMailStore(root);
+      const keys = [`raw/src-1/${'b3'.repeat(20)}.eml`, `raw/src-1/${'c3'.repeat(20)}.eml`];
+      await Promise.all(
+        keys.map(async (key) => {
+          await store.put(key, bytesOf(key), {});
+          events.push(`put ${key}`);
+        }),
+      );
+      expect(held).toBe(true);
+      for (const key of keys)
+        expect(events.indexOf(`put ${key}`)).toBeGreaterThan(events.indexOf('fsync raw'));
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
   it('passes a failing body on as it is and leaves no file behind', async () => {
     const root = path.join(dataDir(), 'mail');
     const store = new FileRawMailStore(root);
