@@ -24,15 +24,20 @@ export function makeAwsClients(env: NodeJS.ProcessEnv = process.env): AwsClients
   const documents = DynamoDBDocumentClient.from(dynamodb, {
     marshallOptions: { removeUndefinedValues: true },
   });
+  // No `Expect: 100-continue` on uploads of 2 MB and more (the SDK's default): the SDK sends each such request on a
+  // new connection of its own (no keep-alive; in AWS a TCP and TLS handshake) and waits a round trip for the
+  // server's go-ahead before the body. It spares sending a body the server would refuse, which for our own bucket
+  // and credentials is the rare failure, not the rule.
+  const s3Options = { requestHandler, expectContinueHeader: false as const };
   const s3 = new S3Client(
     isLocalEndpoint(env)
       ? {
-          requestHandler,
+          ...s3Options,
           forcePathStyle: true,
           requestChecksumCalculation: 'WHEN_REQUIRED',
           responseChecksumValidation: 'WHEN_REQUIRED',
         }
-      : { requestHandler },
+      : s3Options,
   );
   return { dynamodb, documents, s3 };
 }
