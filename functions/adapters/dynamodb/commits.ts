@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
 import { BatchGetCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
-import { LeaseLostError, StorageError } from '../../core/errors';
+import { LeaseLostError, StorageError, TributaryError } from '../../core/errors';
 import type { MessageRecord, UpstreamId } from '../../core/model';
 import { identityKey } from '../../core/model';
 import type { StoredCopy } from '../../core/policies';
@@ -174,7 +174,23 @@ export class DynamoMessageCommits implements MessageCommits {
       const ahead = readAhead ? await this.prefetched(round.map((i) => entries[i]!)) : undefined;
       const usedAhead = ahead !== undefined;
       readAhead = false;
-      const registries = ahead ?? (await this.registries([...contents]));
+      let registries: Map<string, Item>;
+      try {
+        registries = ahead ?? (await this.registries([...contents]));
+      } catch (err) {
+        // Only the entries not committed yet fail: a later round's read must not take an earlier round's
+        // committed members down with it (their caller would count them failed, and a 'shared' one's own object
+        // would be left behind).
+        const error =
+          err instanceof TributaryError
+            ? err
+            : new StorageError(
+                `DynamoDB could not read the content registry for ${live.length} message(s) of source ${lease.sourceId}: ${(err as Error).message}`,
+                { cause: err },
+              );
+        for (const i of live) outcomes[i] = error;
+        return;
+      }
       const plans = round.map((i) => {
         const record = entries[i]!.record;
         return this.messageItems(record, registries.get(record.object.sha256));

@@ -4,7 +4,7 @@ import { DynamoDBDocumentClient, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { keys } from '../../../functions/adapters/dynamodb/keys';
 import { DynamoMessageIndex } from '../../../functions/adapters/dynamodb/message-index';
 import { LeaseLostError, StorageError } from '../../../functions/core/errors';
-import type { MessageRecord } from '../../../functions/core/model';
+import { identityKey, type MessageRecord } from '../../../functions/core/model';
 import { makeAwsClients } from '../../../functions/shared/aws-clients';
 import { messageRecord } from '../../support/records';
 
@@ -27,10 +27,20 @@ function instrumentedIndex() {
   const documents = DynamoDBDocumentClient.from(client, {
     marshallOptions: { removeUndefinedValues: true },
   });
-  const state = { transactions: [] as number[], inFlight: 0, maxInFlight: 0, conflictsToInject: 0 };
+  const state = {
+    transactions: [] as number[],
+    inFlight: 0,
+    maxInFlight: 0,
+    conflictsToInject: 0,
+    committed: 0,
+    /** Once this many transactions went through, every BatchGet fails. */
+    failBatchGetsAfter: Infinity,
+  };
   documents.middlewareStack.add(
     (next) => async (args) => {
-      const input = args.input as { TransactItems?: unknown[] };
+      const input = args.input as { TransactItems?: unknown[]; RequestItems?: unknown };
+      if (input.RequestItems && !input.TransactItems && state.committed >= state.failBatchGetsAfter)
+        throw new Error('injected: the registry read failed');
       if (!input.TransactItems) return next(args);
       state.transactions.push(input.TransactItems.length);
       state.inFlight++;
@@ -50,7 +60,9 @@ function instrumentedIndex() {
         }
         // Give concurrent callers time to queue behind this transaction, as a remote table's latency would.
         await new Promise((resolve) => setTimeout(resolve, 5));
-        return await next(args);
+        const out = await next(args);
+        state.committed++;
+        return out;
       } finally {
         state.inFlight--;
       }
@@ -195,6 +207,41 @@ describe('DynamoMessageIndex group commit', () => {
     const summary = await index.summary(sourceId);
     expect(summary.lastRun?.outcome).toBe('ok');
     expect(summary.consecutiveFailures).toBe(0);
+  });
+
+  it("fails only the members not committed yet when a later round's registry read fails", async () => {
+    const { index, state } = instrumentedIndex();
+    const sourceId = newSource();
+    const lease = (await index.acquireLease(sourceId, 'group-test', 60_000, T0))!;
+    const first = message(sourceId, 1);
+    // Twins: the same bytes in two folders, each with its own object as a sync writes it.
+    const twin = message(sourceId, 2);
+    const other = message(sourceId, 3);
+    const upstream = { ...other.upstream, folder: 'Archive' };
+    const copy = {
+      ...other,
+      upstream,
+      identity: identityKey(upstream),
+      object: { ...twin.object, key: other.object.key },
+    };
+    // The three form one group; its first round commits `first` and `twin` (one per content), then the registry
+    // read of the second round, for `copy`, fails.
+    state.committed = 0;
+    state.failBatchGetsAfter = 1;
+    const outcomes = await Promise.allSettled([
+      index.commitMessage(lease, first),
+      index.commitMessage(lease, twin),
+      index.commitMessage(lease, copy),
+    ]);
+    state.failBatchGetsAfter = Infinity;
+
+    expect(outcomes.map((o) => (o.status === 'fulfilled' ? o.value : o.status))).toEqual([
+      'committed',
+      'committed',
+      'rejected',
+    ]);
+    expect((outcomes[2] as PromiseRejectedResult).reason).toBeInstanceOf(StorageError);
+    expect(await stored(sourceId)).toMatchObject({ messages: 2, items: 2 });
   });
 
   it('tries a transaction cancelled by a conflict again, and fails with a storage error if it persists', async () => {
