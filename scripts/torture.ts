@@ -66,6 +66,7 @@ async function main(): Promise<void> {
     network: 'Network: cut, reset, stall, trickle, split',
     race: 'Races: 4 syncs of one source started together',
     'race-processes': 'Races across processes: short leases taken over from frozen holders',
+    'paused-delete': 'A run paused past its lease right before the command that deletes upstream',
     storage: 'Storage faults at the SDK boundary: 500s, throttling, ambiguous writes',
     delete: 'The proof before a delete: servers that reuse identities',
     courier: 'A second real server: Courier IMAP and POP3',

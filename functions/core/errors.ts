@@ -72,10 +72,10 @@ export class StorageError extends TributaryError {
 /** Our lease was taken over (we paused past it): stop at once, write nothing more. */
 export class LeaseLostError extends TributaryError {
   override readonly name = 'LeaseLostError';
-  constructor(sourceId: string) {
+  constructor(sourceId: string, message?: string) {
     super(
       'LEASE_LOST',
-      `another sync took over source ${sourceId}; this run stopped without writing more`,
+      message ?? `another sync took over source ${sourceId}; this run stopped without writing more`,
       true,
     );
   }

@@ -27,6 +27,8 @@ export type SyncStep =
   | 'duplicate-deleted' // a message whose bytes were registered already: its own copy is deleted
   | 'intent-written' // audit intents written, nothing deleted yet
   | 'dele-sent' // POP3: DELEs sent, QUIT not yet
+  | 'quit-next' // POP3: the lease renewed for the QUIT, which is written next (unless the lease is too short)
+  | 'expunge-next' // IMAP: \Deleted stored, UID EXPUNGE written next (unless the lease is too short)
   | 'upstream-deleted' // the server applied the deletes; audits not yet completed
   | 'evicted-item' // the item is a tombstone, the object not yet deleted
   | 'evicted-object'; // the object is deleted, the audit not yet completed
@@ -42,6 +44,13 @@ export interface PolicyContext {
   checkLease: () => void;
   /** Extends the lease with a fenced write (LeaseLostError if it was taken): done right before acting upstream. */
   renewLease: () => Promise<void>;
+  /**
+   * Called synchronously right before the command that deletes upstream is written (POP3 QUIT, IMAP UID EXPUNGE):
+   * throws LeaseLostError unless the lease is ours with at least half its time still ahead. The server's part
+   * carries no fence, so this is what keeps a run that was paused past its lease from deleting after its
+   * successor looked (see docs/architecture.md, "A paused run and the server").
+   */
+  leaseAhead: () => void;
   budgetLeft: () => boolean;
   step: (step: SyncStep) => void;
 }
@@ -475,12 +484,19 @@ export async function applyImapPolicies(
     },
     async (deletes, records) => {
       const gone = new Set<string>();
-      for (const folder of new Set(deletes.map((d) => d.message.folder!))) {
+      for (const [i, folder] of [...new Set(deletes.map((d) => d.message.folder!))].entries()) {
         const inFolder = deletes.filter((d) => d.message.folder === folder);
+        // inChunks renewed the lease for the first folder; each further one renews it again, since UID EXPUNGE is
+        // sent only while at least half of it is ahead.
+        if (i > 0) await ctx.renewLease();
         const removed = await session.deleteUids(
           folder,
           folders.get(folder)!.uidValidity,
           inFolder.map((d) => d.message.uid!),
+          () => {
+            ctx.step('expunge-next');
+            ctx.leaseAhead();
+          },
         );
         for (const d of inFolder) if (removed.has(d.message.uid!)) gone.add(d.message.identity);
       }
@@ -540,7 +556,13 @@ export async function applyPop3Policies(
   );
   if (!begun.length) return false;
   ctx.step('dele-sent');
-  await session.quit();
+  // QUIT is what deletes, and the server cannot check a fence: the lease is renewed for it, and QUIT is written
+  // only while at least half of it is ahead. Else the session is dropped and the DELEs are not applied.
+  await ctx.renewLease();
+  await session.quit(() => {
+    ctx.step('quit-next');
+    ctx.leaseAhead();
+  });
   ctx.step('upstream-deleted');
   const after = octets - deletedBytes;
   if (usage) ctx.report.upstreamUsage = { ...usage, afterBytes: after };

@@ -54,9 +54,16 @@ export interface ImapSession {
    * The only mutation of an IMAP session: SELECTs `folder` read-write, checks that its UIDVALIDITY is still
    * `uidValidity`, then UID STORE +FLAGS.SILENT (\Deleted) and UID EXPUNGE (UIDPLUS) of exactly `uids`, and returns
    * the UIDs confirmed gone. Throws CAPABILITY_MISSING without UIDPLUS: a plain EXPUNGE would also remove
-   * messages the user marked \Deleted. Afterwards the folder is open read-write.
+   * messages the user marked \Deleted. Afterwards the folder is open read-write. `mayExpunge` is called right
+   * before each UID EXPUNGE is written: when it throws, the connection is dropped without the EXPUNGE (the messages
+   * stay, flagged \Deleted, for the next run's clearDeleted) and its error is thrown.
    */
-  deleteUids(folder: string, uidValidity: string, uids: number[]): Promise<Set<number>>;
+  deleteUids(
+    folder: string,
+    uidValidity: string,
+    uids: number[],
+    mayExpunge?: () => void,
+  ): Promise<Set<number>>;
   /**
    * Removes \\Deleted from exactly these UIDs (SELECT read-write, same UIDVALIDITY check): undoes the flag a delete
    * cut between its UID STORE and its UID EXPUNGE left behind.
@@ -111,8 +118,11 @@ export interface Pop3Session {
   /** RETR each message (pipelined when the server has PIPELINING): exact bytes, dot-unstuffed. */
   retrieve(numbers: number[], onMessage: (number: number, body: Bytes) => Promise<void>): Promise<void>;
   dele(number: number): Promise<void>;
-  /** Ends the session with QUIT: the server applies the DELEs. */
-  quit(): Promise<void>;
+  /**
+   * Ends the session with QUIT: the server applies the DELEs. `mayQuit` is called right before QUIT is written:
+   * when it throws, the connection is dropped without QUIT (the server applies nothing) and its error is thrown.
+   */
+  quit(mayQuit?: () => void): Promise<void>;
   /** Drops the connection without QUIT: the server applies nothing. */
   abort(): void;
 }

@@ -258,9 +258,27 @@ class SourceRun implements RunContext {
           this.deps.clock.now(),
         );
       },
+      leaseAhead: () => this.leaseAhead(),
       budgetLeft: () => this.budgetLeft() && !this.pastDeadline,
       step: (step) => this.options.onStep?.(step),
     };
+  }
+
+  /**
+   * Throws unless the lease is ours with at least half of its time ahead, by the last renewal that succeeded. A
+   * successor may take the lease only once it has expired, so a command written now reaches the server at least
+   * half a lease before any successor can start: what a paused process must not do is wake up and delete after its
+   * successor has read the server.
+   */
+  leaseAhead(): void {
+    this.checkLease();
+    const half = (this.options.leaseTtlMs ?? 60_000) / 2;
+    const ahead = this.lease.expiresAt - this.deps.clock.now();
+    if (ahead < half)
+      throw new LeaseLostError(
+        this.source.id,
+        `this run of source ${this.source.id} was held up right before deleting upstream (its lease ends in ${Math.round(ahead)} ms, less than half of it), so another sync may take over at any moment: it deleted nothing and stopped; the next run finishes the deletes`,
+      );
   }
 
   /** Messages set aside and not asked to be retried: every run skips them. */

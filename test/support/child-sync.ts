@@ -20,6 +20,8 @@ export function spawnChildSync(
     onLine?: (line: string, child: ChildProcess) => void;
     /** `step[:n]`: the child kills itself the n-th time its run reaches that step (see SyncStep). */
     killAt?: string;
+    /** A SyncStep: the child prints `stopped <step>` and stops itself (SIGSTOP) there, until sent SIGCONT. */
+    stopAt?: string;
     /** The child's clock runs this far ahead (for delete-after-days). */
     clockOffsetMs?: number;
     /** SyncOptions.checkpointEvery of the child's run (IMAP). */
@@ -56,6 +58,7 @@ export function spawnChildSync(
         TRIBUTARY_CHILD_PASSWORD: password,
         TRIBUTARY_CHILD_LEASE_MS: String(options.leaseMs),
         TRIBUTARY_CHILD_KILL_AT: options.killAt ?? '',
+        TRIBUTARY_CHILD_STOP_AT: options.stopAt ?? '',
         TRIBUTARY_CHILD_CLOCK_OFFSET_MS: String(options.clockOffsetMs ?? 0),
         TRIBUTARY_CHILD_CHECKPOINT_EVERY: String(options.checkpointEvery ?? 0),
         TRIBUTARY_CHILD_STORE_DELAY_MS: String(options.storeDelayMs ?? 0),

@@ -47,6 +47,10 @@ async function run(): Promise<void> {
     storeDelayMs: Number(process.env.TRIBUTARY_CHILD_STORE_DELAY_MS ?? 0),
     statusDelayMs: Number(process.env.TRIBUTARY_CHILD_STATUS_DELAY_MS ?? 0),
   });
+  // TRIBUTARY_CHILD_STOP_AT=step: at the first time the run reaches `step`, print `stopped <step>` and stop this
+  // process (SIGSTOP) right there, as a long pause would; the parent lets it go on with SIGCONT.
+  const stopStep = process.env.TRIBUTARY_CHILD_STOP_AT ?? '';
+  let stopped = false;
   const checkpointEvery = Number(process.env.TRIBUTARY_CHILD_CHECKPOINT_EVERY ?? 0);
   const report = await t.sync(source, {
     deadline: Date.now() + offset + 120_000,
@@ -54,6 +58,12 @@ async function run(): Promise<void> {
     ...(checkpointEvery > 0 ? { checkpointEvery } : {}),
     onStep: (step) => {
       if (step === killStep && ++reached >= Number(killNth ?? 1)) die();
+      if (step === stopStep && !stopped) {
+        stopped = true;
+        // A pipe is written synchronously on Linux: the line is out before the process stops.
+        process.stdout.write(`stopped ${step}\n`);
+        process.kill(process.pid, 'SIGSTOP');
+      }
     },
     onProgress: (p) => {
       if (p.fetched !== last) {

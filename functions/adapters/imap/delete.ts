@@ -7,6 +7,12 @@ import type { ImapFolders } from './folders';
 import { SET_CHUNK } from './limits';
 import { compactUidSet } from './uid-set';
 
+/** imapflow's internal command runner (ImapFlow#exec in 2.x). */
+type Exec = (
+  command: string,
+  attributes: Array<{ type: string; value: string }>,
+) => Promise<{ next: () => void }>;
+
 /**
  * The only writes of a session: UID STORE +FLAGS.SILENT (\\Deleted) and UID EXPUNGE of exactly the UIDs given, and
  * the undo of a \\Deleted flag a cut delete left behind; both in a folder SELECTed under the UIDVALIDITY expected.
@@ -21,8 +27,13 @@ export class ImapDeletes {
     private readonly present: (uids: number[]) => Promise<Set<number>>,
   ) {}
 
-  async deleteUidsNow(folder: string, uidValidity: string, uids: number[]): Promise<Set<number>> {
-    // imapflow itself picks UID EXPUNGE or a plain EXPUNGE from this live map: check the same one.
+  async deleteUidsNow(
+    folder: string,
+    uidValidity: string,
+    uids: number[],
+    mayExpunge?: () => void,
+  ): Promise<Set<number>> {
+    // imapflow itself would pick UID EXPUNGE or a plain EXPUNGE from this live map: check the same one.
     if (!this.capabilities.has('UIDPLUS') || !this.client.capabilities.has('UIDPLUS')) {
       throw new UpstreamError(
         'CAPABILITY_MISSING',
@@ -41,32 +52,59 @@ export class ImapDeletes {
           false,
         );
       }
-      let done: boolean;
+      const set = compactUidSet(chunk);
+      // What imapflow's messageDelete does (UID STORE +FLAGS.SILENT (\Deleted), then UID EXPUNGE of the same set),
+      // in two steps so that `mayExpunge` is asked between them, right before the command that deletes.
+      let flagged: boolean;
       try {
-        // imapflow's expunge: UID STORE +FLAGS.SILENT (\Deleted), then UID EXPUNGE of the same set. Its options go
-        // on to the STORE as they are, so `silent` works although messageDelete's type does not list it.
-        const options = { uid: true, silent: true };
-        done = await this.client.messageDelete(compactUidSet(chunk), options);
+        flagged = await this.client.messageFlagsAdd(set, ['\\Deleted'], { uid: true, silent: true });
       } catch (err) {
-        throw imapError(this.source, err, 'UID STORE/UID EXPUNGE');
+        throw imapError(this.source, err, 'UID STORE +FLAGS');
       }
-      if (!done) {
-        if (!this.client.usable) {
-          throw new UpstreamError(
-            'CONNECTION_LOST',
-            `the connection to ${this.source.host}:${this.source.port} was lost during UID STORE/UID EXPUNGE`,
-            true,
-          );
-        }
-        throw new UpstreamError(
-          'PROTOCOL_ERROR',
-          `${this.source.host} refused UID STORE \\Deleted or UID EXPUNGE in "${folder}"; it will be retried`,
-          true,
-        );
+      if (!flagged) throw this.refused(folder, 'UID STORE \\Deleted');
+      try {
+        mayExpunge?.();
+      } catch (err) {
+        // No EXPUNGE: the flag stays on messages still upstream, and the next run clears it (clearDeleted).
+        this.client.close();
+        throw err;
       }
+      await this.uidExpunge(folder, set);
     }
     const still = await this.present(wanted);
     return new Set(wanted.filter((uid) => !still.has(uid)));
+  }
+
+  /**
+   * UID EXPUNGE (RFC 4315) of exactly `set`, through imapflow's command queue (`exec`, the call its own expunge
+   * command makes: imapflow has no public method that expunges without flagging first).
+   */
+  private async uidExpunge(folder: string, set: string): Promise<void> {
+    const exec = (this.client as unknown as { exec: Exec }).exec.bind(this.client);
+    let response: Awaited<ReturnType<Exec>>;
+    try {
+      response = await exec('UID EXPUNGE', [{ type: 'SEQUENCE', value: set }]);
+    } catch (err) {
+      // imapflow rejects a NO or BAD answer with the server's text, and a lost connection with its own error.
+      if (!this.client.usable) throw imapError(this.source, err, 'UID EXPUNGE');
+      throw this.refused(folder, 'UID EXPUNGE');
+    }
+    response.next();
+  }
+
+  private refused(folder: string, what: string): UpstreamError {
+    if (!this.client.usable) {
+      return new UpstreamError(
+        'CONNECTION_LOST',
+        `the connection to ${this.source.host}:${this.source.port} was lost during ${what}`,
+        true,
+      );
+    }
+    return new UpstreamError(
+      'PROTOCOL_ERROR',
+      `${this.source.host} refused ${what} in "${folder}"; it will be retried`,
+      true,
+    );
   }
 
   /** SELECT read-write, refusing when the UIDVALIDITY is not the one the UIDs were read under. */

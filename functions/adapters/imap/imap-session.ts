@@ -97,11 +97,16 @@ class ImapFlowSession implements ImapSession {
     );
   }
 
-  deleteUids(folder: string, uidValidity: string, uids: number[]): Promise<Set<number>> {
+  deleteUids(
+    folder: string,
+    uidValidity: string,
+    uids: number[],
+    mayExpunge?: () => void,
+  ): Promise<Set<number>> {
     return this.guarded(
       'SELECT / UID STORE / UID EXPUNGE',
       SMALL_ANSWER_BYTES + uids.length * LISTING_BYTES_PER_MESSAGE,
-      () => this.deletes.deleteUidsNow(folder, uidValidity, uids),
+      () => this.deletes.deleteUidsNow(folder, uidValidity, uids, mayExpunge),
     );
   }
 

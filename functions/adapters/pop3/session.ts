@@ -482,9 +482,15 @@ class NodePop3Session implements Pop3Session {
     });
   }
 
-  quit(): Promise<void> {
+  quit(mayQuit?: () => void): Promise<void> {
     return this.run('QUIT', async () => {
       try {
+        try {
+          mayQuit?.();
+        } catch (err) {
+          // Not QUIT: the connection is dropped in the TRANSACTION state, so the server applies no DELE.
+          throw new InStep(err);
+        }
         await this.nodeCommand('line', 'QUIT');
       } catch (err) {
         if (err instanceof Pop3Refusal)
