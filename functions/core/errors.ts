@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'SECRET_MISSING'
   | 'STORAGE_FAILED'
   | 'LEASE_LOST'
+  | 'LEASE_EXPIRING'
   | 'CONNECTION_LOST';
 
 export class TributaryError extends Error {
@@ -69,13 +70,25 @@ export class StorageError extends TributaryError {
   }
 }
 
+/**
+ * The lease had less than half of its time ahead right before a command that deletes upstream (the run was held
+ * up: a pause, a stalled store): nothing was deleted, since a successor may take the lease at any moment and the
+ * server checks no fence. The run stops; its status is written only if the lease is still its own.
+ */
+export class LeaseExpiringError extends TributaryError {
+  override readonly name = 'LeaseExpiringError';
+  constructor(message: string) {
+    super('LEASE_EXPIRING', message, true);
+  }
+}
+
 /** Our lease was taken over (we paused past it): stop at once, write nothing more. */
 export class LeaseLostError extends TributaryError {
   override readonly name = 'LeaseLostError';
-  constructor(sourceId: string, message?: string) {
+  constructor(sourceId: string) {
     super(
       'LEASE_LOST',
-      message ?? `another sync took over source ${sourceId}; this run stopped without writing more`,
+      `another sync took over source ${sourceId}; this run stopped without writing more`,
       true,
     );
   }

@@ -28,6 +28,7 @@ export type SyncStep =
   | 'intent-written' // audit intents written, nothing deleted yet
   | 'dele-sent' // POP3: DELEs sent, QUIT not yet
   | 'quit-next' // POP3: the lease renewed for the QUIT, which is written next (unless the lease is too short)
+  | 'store-next' // IMAP: folder selected, UID STORE \Deleted written next (unless the lease is too short)
   | 'expunge-next' // IMAP: \Deleted stored, UID EXPUNGE written next (unless the lease is too short)
   | 'upstream-deleted' // the server applied the deletes; audits not yet completed
   | 'evicted-item' // the item is a tombstone, the object not yet deleted
@@ -45,10 +46,10 @@ export interface PolicyContext {
   /** Extends the lease with a fenced write (LeaseLostError if it was taken): done right before acting upstream. */
   renewLease: () => Promise<void>;
   /**
-   * Called synchronously right before the command that deletes upstream is written (POP3 QUIT, IMAP UID EXPUNGE):
-   * throws LeaseLostError unless the lease is ours with at least half its time still ahead. The server's part
-   * carries no fence, so this is what keeps a run that was paused past its lease from deleting after its
-   * successor looked (see docs/architecture.md, "A paused run and the server").
+   * Called synchronously right before a command that deletes upstream is written (POP3 QUIT, IMAP UID STORE
+   * \Deleted and UID EXPUNGE): throws LeaseLostError when the lease was taken over, LeaseExpiringError when less
+   * than half of it is ahead. The server checks no fence, so this is what keeps a run that was paused past its
+   * lease from deleting after its successor read the server (docs/architecture.md, "A paused run and the server").
    */
   leaseAhead: () => void;
   budgetLeft: () => boolean;
@@ -493,8 +494,8 @@ export async function applyImapPolicies(
           folder,
           folders.get(folder)!.uidValidity,
           inFolder.map((d) => d.message.uid!),
-          () => {
-            ctx.step('expunge-next');
+          (next) => {
+            ctx.step(next === 'store' ? 'store-next' : 'expunge-next');
             ctx.leaseAhead();
           },
         );

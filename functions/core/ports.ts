@@ -54,15 +54,16 @@ export interface ImapSession {
    * The only mutation of an IMAP session: SELECTs `folder` read-write, checks that its UIDVALIDITY is still
    * `uidValidity`, then UID STORE +FLAGS.SILENT (\Deleted) and UID EXPUNGE (UIDPLUS) of exactly `uids`, and returns
    * the UIDs confirmed gone. Throws CAPABILITY_MISSING without UIDPLUS: a plain EXPUNGE would also remove
-   * messages the user marked \Deleted. Afterwards the folder is open read-write. `mayExpunge` is called right
-   * before each UID EXPUNGE is written: when it throws, the connection is dropped without the EXPUNGE (the messages
-   * stay, flagged \Deleted, for the next run's clearDeleted) and its error is thrown.
+   * messages the user marked \Deleted. Afterwards the folder is open read-write. `mayDelete` is called right before
+   * each UID STORE and each UID EXPUNGE is written (some servers expunge at the STORE): when it throws, the
+   * connection is dropped without that command and its error is thrown (a \Deleted already stored stays for the
+   * next run's clearDeleted, which the intents still pending ask for).
    */
   deleteUids(
     folder: string,
     uidValidity: string,
     uids: number[],
-    mayExpunge?: () => void,
+    mayDelete?: (next: 'store' | 'expunge') => void,
   ): Promise<Set<number>>;
   /**
    * Removes \\Deleted from exactly these UIDs (SELECT read-write, same UIDVALIDITY check): undoes the flag a delete

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { describeError, LeaseLostError, UpstreamError } from './errors';
+import { describeError, LeaseExpiringError, LeaseLostError, UpstreamError } from './errors';
 import type { Source, SourceRunReport } from './model';
 import { checkImapCapabilities, type PolicyContext } from './policy-run';
 import { DEFAULT_WHOLE_MESSAGE_BYTES } from './ports';
@@ -250,18 +250,29 @@ class SourceRun implements RunContext {
       report: this.report,
       lease: () => this.lease,
       checkLease: () => this.checkLease(),
-      renewLease: async () => {
-        this.checkLease();
-        this.lease = await this.deps.index.renewLease(
-          this.lease,
-          this.options.leaseTtlMs ?? 60_000,
-          this.deps.clock.now(),
-        );
-      },
+      renewLease: () => this.renewLease(),
       leaseAhead: () => this.leaseAhead(),
       budgetLeft: () => this.budgetLeft() && !this.pastDeadline,
       step: (step) => this.options.onStep?.(step),
     };
+  }
+
+  /**
+   * Extends the lease with a fenced write (LeaseLostError if it was taken over), right before acting upstream. A
+   * renewal slow enough to leave less than half of the lease ahead (a stalled store, a throttled table) is made once
+   * more, so that the check right before the command that deletes (leaseAhead) does not refuse a healthy run.
+   */
+  private async renewLease(): Promise<void> {
+    const renew = async () => {
+      this.checkLease();
+      this.lease = await this.deps.index.renewLease(
+        this.lease,
+        this.options.leaseTtlMs ?? 60_000,
+        this.deps.clock.now(),
+      );
+    };
+    await renew();
+    if (this.leaseAheadMs() < this.halfLeaseMs()) await renew();
   }
 
   /**
@@ -272,13 +283,19 @@ class SourceRun implements RunContext {
    */
   leaseAhead(): void {
     this.checkLease();
-    const half = (this.options.leaseTtlMs ?? 60_000) / 2;
-    const ahead = this.lease.expiresAt - this.deps.clock.now();
-    if (ahead < half)
-      throw new LeaseLostError(
-        this.source.id,
-        `this run of source ${this.source.id} was held up right before deleting upstream (its lease ends in ${Math.round(ahead)} ms, less than half of it), so another sync may take over at any moment: it deleted nothing and stopped; the next run finishes the deletes`,
+    const ahead = this.leaseAheadMs();
+    if (ahead < this.halfLeaseMs())
+      throw new LeaseExpiringError(
+        `this run of source ${this.source.id} was held up right before deleting upstream (its lease ends in ${Math.round(ahead)} ms, less than half of it), so another sync could take over at any moment: it deleted nothing and stopped; the next run finishes the deletes`,
       );
+  }
+
+  private leaseAheadMs(): number {
+    return this.lease.expiresAt - this.deps.clock.now();
+  }
+
+  private halfLeaseMs(): number {
+    return (this.options.leaseTtlMs ?? 60_000) / 2;
   }
 
   /** Messages set aside and not asked to be retried: every run skips them. */

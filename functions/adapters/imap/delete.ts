@@ -31,7 +31,7 @@ export class ImapDeletes {
     folder: string,
     uidValidity: string,
     uids: number[],
-    mayExpunge?: () => void,
+    mayDelete?: (next: 'store' | 'expunge') => void,
   ): Promise<Set<number>> {
     // imapflow itself would pick UID EXPUNGE or a plain EXPUNGE from this live map: check the same one.
     if (!this.capabilities.has('UIDPLUS') || !this.client.capabilities.has('UIDPLUS')) {
@@ -54,7 +54,8 @@ export class ImapDeletes {
       }
       const set = compactUidSet(chunk);
       // What imapflow's messageDelete does (UID STORE +FLAGS.SILENT (\Deleted), then UID EXPUNGE of the same set),
-      // in two steps so that `mayExpunge` is asked between them, right before the command that deletes.
+      // in two steps so that `mayDelete` is asked right before each: either may be the one that deletes.
+      this.ask(mayDelete, 'store');
       let flagged: boolean;
       try {
         flagged = await this.client.messageFlagsAdd(set, ['\\Deleted'], { uid: true, silent: true });
@@ -62,13 +63,7 @@ export class ImapDeletes {
         throw imapError(this.source, err, 'UID STORE +FLAGS');
       }
       if (!flagged) throw this.refused(folder, 'UID STORE \\Deleted');
-      try {
-        mayExpunge?.();
-      } catch (err) {
-        // No EXPUNGE: the flag stays on messages still upstream, and the next run clears it (clearDeleted).
-        this.client.close();
-        throw err;
-      }
+      this.ask(mayDelete, 'expunge');
       await this.uidExpunge(folder, set);
     }
     const still = await this.present(wanted);
@@ -90,6 +85,16 @@ export class ImapDeletes {
       throw this.refused(folder, 'UID EXPUNGE');
     }
     response.next();
+  }
+
+  /** Asks `mayDelete` about the next command; when it refuses, the connection is dropped before that command. */
+  private ask(mayDelete: ((next: 'store' | 'expunge') => void) | undefined, next: 'store' | 'expunge'): void {
+    try {
+      mayDelete?.(next);
+    } catch (err) {
+      this.client.close();
+      throw err;
+    }
   }
 
   private refused(folder: string, what: string): UpstreamError {

@@ -101,12 +101,12 @@ class ImapFlowSession implements ImapSession {
     folder: string,
     uidValidity: string,
     uids: number[],
-    mayExpunge?: () => void,
+    mayDelete?: (next: 'store' | 'expunge') => void,
   ): Promise<Set<number>> {
     return this.guarded(
       'SELECT / UID STORE / UID EXPUNGE',
       SMALL_ANSWER_BYTES + uids.length * LISTING_BYTES_PER_MESSAGE,
-      () => this.deletes.deleteUidsNow(folder, uidValidity, uids, mayExpunge),
+      () => this.deletes.deleteUidsNow(folder, uidValidity, uids, mayDelete),
     );
   }
 
