@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
+import { ConditionalCheckFailedException, TransactionCanceledException } from '@aws-sdk/client-dynamodb';
 import {
   BatchGetCommand,
   QueryCommand,
@@ -52,12 +52,17 @@ export function conflictDelayMs(attempt: number): number {
  * time per source through the index's one queue), and the strongly consistent reads of the base table.
  */
 export class IndexTable {
+  /** The client every part sends through, its failures as StorageErrors (see storageFailures). */
+  readonly db: DynamoDBDocumentClient;
+
   constructor(
-    readonly db: DynamoDBDocumentClient,
+    db: DynamoDBDocumentClient,
     readonly tableName: string,
     /** Every fenced write of a source, one at a time (they all touch its lease item). Shared by all parts. */
     readonly queue: KeyedSerialQueue,
-  ) {}
+  ) {
+    this.db = storageFailures(db);
+  }
 
   leaseCheck(lease: Lease) {
     return {
@@ -126,6 +131,7 @@ export class IndexTable {
       }
     }
     if (isConflict(err)) return 'conflict';
+    if (err instanceof TributaryError) return err;
     return new StorageError(`DynamoDB write failed: ${(err as Error).message}`, { cause: err });
   }
 
@@ -185,6 +191,46 @@ export class IndexTable {
       start = out.LastEvaluatedKey;
     } while (start);
   }
+}
+
+/**
+ * Errors that pass storageFailures unchanged: the answers the parts interpret (a refused condition, a cancelled or
+ * conflicting transaction), and our own mistakes (a request DynamoDB calls malformed, a value the SDK cannot
+ * marshal: a TypeError or the like), which are bugs and stay INTERNAL.
+ */
+function passesUnchanged(err: unknown): boolean {
+  const name = (err as { name?: string } | undefined)?.name;
+  return (
+    err instanceof TributaryError ||
+    err instanceof ConditionalCheckFailedException ||
+    err instanceof TransactionCanceledException ||
+    name === 'TransactionConflictException' ||
+    name === 'ValidationException' ||
+    err instanceof TypeError ||
+    err instanceof RangeError
+  );
+}
+
+/**
+ * The client with every failure DynamoDB or the network reports (after the SDK's own retries: a 500, throttling, a
+ * timeout, a reset, a missing table or permission) turned into a StorageError with the error's name, so a run
+ * status says STORAGE_FAILED (typed, retryable) whichever part's call failed, rather than INTERNAL.
+ */
+export function storageFailures(db: DynamoDBDocumentClient): DynamoDBDocumentClient {
+  const send = db.send.bind(db) as (...args: unknown[]) => Promise<unknown>;
+  const guarded = async (...args: unknown[]): Promise<unknown> => {
+    try {
+      return await send(...args);
+    } catch (err) {
+      if (passesUnchanged(err)) throw err;
+      const { name, message } = err as Error;
+      throw new StorageError(`DynamoDB failed (${name}): ${message}`, { cause: err });
+    }
+  };
+  return new Proxy(db, {
+    get: (target, property, receiver) =>
+      property === 'send' ? guarded : (Reflect.get(target, property, receiver) as unknown),
+  });
 }
 
 /** A failed read of the table is a StorageError (typed, retryable) in the run status, not an INTERNAL one. */

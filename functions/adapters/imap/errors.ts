@@ -1,6 +1,7 @@
 import { UpstreamError, type ErrorCode } from '../../core/errors';
 import type { Source } from '../../core/model';
 import { HOSTNAME_MISMATCH, UNTRUSTED_CERT_CODES } from '../common/cert-errors';
+import { withoutControls } from '../common/printable';
 
 /** Turns what imapflow, Node's TLS and DNS throw into an error a person can act on. */
 export function imapError(source: Source, err: unknown, stage: string, password?: string): UpstreamError {
@@ -16,7 +17,7 @@ export function imapError(source: Source, err: unknown, stage: string, password?
   const where = `${source.host}:${source.port}`;
   // Server text goes into messages: a server that echoes the password must not put it in our status or logs.
   const scrub = (text: string) =>
-    password && password.length >= 3 ? text.split(password).join('***') : text;
+    withoutControls(password && password.length >= 3 ? text.split(password).join('***') : text);
   const make = (code: ErrorCode, message: string, retryable: boolean) =>
     new UpstreamError(code, scrub(message), retryable, { cause: err });
   if (e.authenticationFailed) {

@@ -2,6 +2,7 @@ import tls from 'node:tls';
 import net from 'node:net';
 import type { ImapFlow } from 'imapflow';
 import type { Source } from '../../core/model';
+import { printable } from '../common/printable';
 import { trustOptions } from '../common/tls';
 
 /**
@@ -74,7 +75,7 @@ export async function probeGreeting(
       const other = greetsLikeOther(text);
       if (other) done(other);
       else if (/^\* (OK|PREAUTH|BYE)/i.test(text)) done(undefined);
-      else done(`something else ("${text.slice(0, 40).trim()}")`);
+      else done(`something else ("${printable(text.slice(0, 40))}")`);
     });
   });
 }

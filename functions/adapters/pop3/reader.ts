@@ -1,5 +1,6 @@
 import { UpstreamError } from '../../core/errors';
 import { DotUnstuffer } from './unstuff';
+import { printable } from '../common/printable';
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -272,10 +273,6 @@ export function startsWith(line: Buffer, prefix: string): boolean {
   return line.length >= prefix.length && line.toString('latin1', 0, prefix.length) === prefix;
 }
 
-/** Server text made safe to show: printable ASCII only. */
-export function printable(bytes: Buffer | string): string {
-  const text = typeof bytes === 'string' ? bytes : bytes.toString('latin1');
-  return text.replace(/[^\x20-\x7e]/g, '?').trim();
-}
+export { printable };
 
 function noop(): void {}

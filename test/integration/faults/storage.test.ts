@@ -164,6 +164,9 @@ describe('syncs while S3 and DynamoDB fail', () => {
       expect(ambiguousCommits).toBeGreaterThan(0);
       expect(outcomes.ok ?? 0).toBeGreaterThan(0);
       expect(Object.keys(outcomes).some((k) => k.startsWith('failed'))).toBe(true);
+      // A storage fault is named as one in the run status (STORAGE_FAILED, or LEASE_LOST when it cost the lease),
+      // whichever call it hit: never INTERNAL, which says "a bug".
+      expect(outcomes['failed INTERNAL'] ?? 0).toBe(0);
       for (const { lane, checks } of results)
         if (lane.source.retention.mode !== 'keep') expect(checks.deletesDone).toBeGreaterThan(0);
     },

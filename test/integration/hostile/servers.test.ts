@@ -134,6 +134,9 @@ async function check(s: Scenario): Promise<void> {
   if (s.endedBy === 'timeout') expect(elapsedMs).toBeLessThan(DEADLINE_MS - 1000);
   expect(rssAddedBytes).toBeLessThan(RSS_LIMIT);
   expect(measured.unhandled).toBe(0);
+  // What the server sent reaches the run status and the page only as printable text: no control characters.
+  // eslint-disable-next-line no-control-regex
+  if (report.error) expect(report.error.message).not.toMatch(/[\x00-\x1f\x7f-\x9f]/);
   if ('failed' in s.expected) {
     expect(report.outcome).toBe('failed');
     expect(s.expected.failed).toContain(report.error?.code);

@@ -123,6 +123,16 @@ describe('imapError', () => {
     const err = Object.assign(new Error('LOGIN ann hunter2 failed'), { responseText: 'bad: hunter2' });
     expect(imapError(source, err, 'login', 'hunter2').message).not.toContain('hunter2');
   });
+
+  it("shows a server's words without control characters, and keeps the rest of them (a UTF-8 folder name)", () => {
+    const err = Object.assign(new Error('Command failed'), {
+      responseText: 'Mailbox "Entwürfe" \x1b[2Jis busy\x07\x85 now',
+    });
+    const message = imapError(source, err, 'SELECT Entwürfe').message;
+    expect(message).toContain('Mailbox "Entwürfe" ?[2Jis busy?? now');
+    // eslint-disable-next-line no-control-regex
+    expect(message).not.toMatch(/[\x00-\x1f\x7f-\x9f]/);
+  });
 });
 
 describe('compactUidSet', () => {
